@@ -1,0 +1,7 @@
+"""Hooks for apps to the right of `tenants` (which may not be imported from here)."""
+from django.dispatch import Signal
+
+# Sent inside the transaction that deactivated the user; kwargs: schema_name, user_id.
+user_deactivated = Signal()
+# Sent inside the transaction that created the account; kwargs: schema_name, user_id.
+user_joined = Signal()

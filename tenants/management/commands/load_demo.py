@@ -1,0 +1,72 @@
+"""Demo tenants and users for trying the platform locally. Idempotent: a second run
+keeps what exists and prints the same credentials (kept in .data/, never committed)."""
+import json
+import secrets
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import connection
+
+from tenants.accounts.actions import do_create_user
+from tenants.accounts.models import User
+from tenants.actions import do_provision_tenant
+from tenants.context import tenant_scope
+from tenants.models import Tenant
+
+DEMO_TENANTS = [
+    {"schema_name": "kyotanabe", "name": "京田辺市", "kind": Tenant.Kind.MUNICIPALITY,
+     "prefecture": "京都府", "local_government_code": "262111"},
+    {"schema_name": "toyooka", "name": "豊岡市社会福祉協議会", "kind": Tenant.Kind.WELFARE_COUNCIL,
+     "prefecture": "兵庫県", "local_government_code": "282090"},
+]
+DEMO_USERS = [
+    ("admin", "管理 太郎", User.Role.ADMIN),
+    ("staff", "福祉 花子", User.Role.MUNICIPAL_STAFF),
+    ("caseworker", "相談 一郎", User.Role.CASE_WORKER),
+    ("volunteer", "民生 和子", User.Role.VOLUNTEER),
+    ("officer", "自治 次郎", User.Role.ASSOCIATION_OFFICER),
+]
+CREDENTIALS = settings.BASE_DIR / ".data" / "demo-credentials.json"
+
+
+class Command(BaseCommand):
+    help = "Create the demo tenants (kyotanabe, toyooka) and their users; print how to sign in."
+
+    def handle(self, *args, **opts):
+        call_command("setup_platform", verbosity=0)
+        creds = json.loads(CREDENTIALS.read_text()) if CREDENTIALS.exists() else {}
+        connection.set_schema_to_public()
+        if not User.objects.filter(username="operator").exists():
+            creds["public:operator"] = secrets.token_urlsafe(9)
+            do_create_user(username="operator", password=creds["public:operator"],
+                           role=User.Role.OPERATOR, display_name="運営 担当")
+        for spec in DEMO_TENANTS:
+            schema = spec["schema_name"]
+            if not Tenant.objects.filter(schema_name=schema).exists():
+                do_provision_tenant(**spec, domain=f"{schema}.{settings.TENANT_BASE_DOMAIN}",
+                                    admin_username="setup-admin")
+            with tenant_scope(schema):
+                for username, name, role in DEMO_USERS:
+                    if not User.objects.filter(username=username).exists():
+                        creds[f"{schema}:{username}"] = secrets.token_urlsafe(9)
+                        do_create_user(username=username, password=creds[f"{schema}:{username}"],
+                                       role=role, display_name=name, email=f"{username}@{schema}.example")
+        CREDENTIALS.parent.mkdir(exist_ok=True)
+        CREDENTIALS.write_text(json.dumps(creds, indent=1))
+        CREDENTIALS.chmod(0o600)
+        self.print_credentials(creds)
+
+    def print_credentials(self, creds):
+        port = f":{settings.SITE_PORT}" if settings.SITE_PORT else ""
+        out = self.stdout
+        out.write("")
+        out.write(self.style.SUCCESS("mimamori is up. Sign in at:"))
+        out.write(f"  Platform operators  http://{settings.PUBLIC_HOST}{port}/   "
+                  f"operator / {creds.get('public:operator', '(see .data/demo-credentials.json)')}")
+        for spec in DEMO_TENANTS:
+            schema = spec["schema_name"]
+            out.write(f"  {spec['name']}  http://{schema}.{settings.TENANT_BASE_DOMAIN}{port}/")
+            for username, _name, role in DEMO_USERS:
+                out.write(f"      {role.label:<34} {username} / {creds.get(f'{schema}:{username}', '?')}")
+        out.write("")

@@ -1,0 +1,65 @@
+"""Start the whole platform in the foreground: web (ASGI), Celery worker and beat.
+
+Run through `python3.11 manage.py start`, which first starts the embedded PostgreSQL
+and Redis unless DATABASE_URL / REDIS_URL are set. Ctrl-C stops everything.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Migrate, load the demo, then run web, worker and beat until Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=int(settings.SITE_PORT or 8000))
+        parser.add_argument("--no-demo", action="store_true", help="do not create the demo tenants")
+
+    def handle(self, *args, host, port, no_demo, **opts):
+        settings.SITE_PORT = str(port)
+        call_command("setup_platform")
+        if not no_demo:
+            call_command("load_demo")
+        env = {**os.environ, "MIMAMORI_SITE_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+        python = sys.executable
+        schedule = settings.BASE_DIR / ".data" / "celerybeat-schedule"
+        commands = {
+            "web": [python, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
+                    "--lifespan", "off", "--no-access-log"],
+            "worker": [python, "-m", "celery", "-A", "config.celery:app", "worker", "-l", "INFO",
+                       "--concurrency", "2", "-n", "worker@%h"],
+            "beat": [python, "-m", "celery", "-A", "config.celery:app", "beat", "-l", "INFO", "-s", str(schedule)],
+        }
+        procs = {name: subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
+        self.stdout.write(self.style.SUCCESS(f"web, worker and beat started; web on http://{host}:{port}/ "
+                                             "(Ctrl-C stops all)"))
+        try:
+            while True:
+                for name, proc in procs.items():
+                    if proc.poll() is not None:
+                        self.stderr.write(f"{name} exited with code {proc.returncode}; stopping the rest")
+                        raise SystemExit(1)
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            self.stdout.write("stopping ...")
+        finally:
+            self.stop(procs)
+
+    @staticmethod
+    def stop(procs):
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()

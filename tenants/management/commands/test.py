@@ -1,0 +1,29 @@
+"""`python3.11 manage.py test [pytest arguments]`: the whole test suite with pytest.
+
+Replaces Django's test runner. manage.py has already started the embedded PostgreSQL
+and Redis (unless DATABASE_URL / REDIS_URL are set); this compiles the translations
+and runs pytest in a child process, returning its exit status.
+"""
+import subprocess
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from config.i18n import compile_messages
+
+
+class Command(BaseCommand):
+    help = "Run the whole test suite (pytest); extra arguments go to pytest."
+
+    def add_arguments(self, parser):
+        parser.add_argument("pytest_args", nargs="*")
+
+    def run_from_argv(self, argv):
+        # Pass everything after "test" to pytest untouched (e.g. -k, -x, -q).
+        compile_messages()
+        code = subprocess.call([sys.executable, "-m", "pytest", *argv[2:]], cwd=settings.BASE_DIR)
+        raise SystemExit(code)
+
+    def handle(self, *args, **opts):  # pragma: no cover - run_from_argv does the work
+        raise SystemExit(1)

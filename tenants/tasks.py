@@ -1,0 +1,69 @@
+"""The one way a Celery task runs for a tenant.
+
+A tenant task takes the schema name as its first argument and runs inside
+`tenant_scope`; an unknown or deactivated tenant's task does nothing. Periodic work
+for every tenant goes through `fan_out`, which streams the tenant list from the
+database and enqueues one task per tenant.
+"""
+import functools
+import logging
+
+from celery import current_app, shared_task
+from django.db import connection, transaction
+
+from tenants.context import tenant_scope
+
+logger = logging.getLogger(__name__)
+
+
+def tenant_task(*task_args, **task_options):
+    """Decorate `fn(*args)` into a Celery task called as `task.delay(schema_name, *args)`."""
+
+    def decorator(fn):
+        @functools.wraps(fn)
+        def run(schema_name: str, *args, **kwargs):
+            from tenants.models import Tenant
+
+            connection.set_schema_to_public()
+            if not Tenant.objects.filter(schema_name=schema_name, is_active=True).exists():
+                logger.warning("task %s skipped: tenant %s is unknown or inactive", fn.__name__, schema_name)
+                return None
+            with tenant_scope(schema_name):
+                return fn(*args, **kwargs)
+
+        return shared_task(**task_options)(run)
+
+    if task_args and callable(task_args[0]):
+        return decorator(task_args[0])
+    return decorator
+
+
+def enqueue_on_commit(task, *args) -> None:
+    """Enqueue `task` for the current tenant once the surrounding transaction commits."""
+    schema_name = connection.schema_name
+    transaction.on_commit(lambda: task.delay(schema_name, *args))
+
+
+def active_schema_names():
+    """Every active tenant's schema name, streamed from the database."""
+    from tenants.models import Tenant
+
+    connection.set_schema_to_public()
+    return (
+        Tenant.objects.filter(is_active=True)
+        .exclude(schema_name="public")
+        .order_by("pk")
+        .values_list("schema_name", flat=True)
+        .iterator(chunk_size=500)
+    )
+
+
+@shared_task(name="tenants.fan_out")
+def fan_out(task_name: str, *args) -> int:
+    """Enqueue `task_name(schema, *args)` once for every active tenant."""
+    task = current_app.tasks[task_name]
+    count = 0
+    for schema_name in active_schema_names():
+        task.delay(schema_name, *args)
+        count += 1
+    return count

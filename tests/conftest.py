@@ -1,0 +1,191 @@
+"""Shared fixtures: two tenants created once per session, the three personas, clients
+bound to a tenant's host, a live-event capture, and a websocket helper."""
+import contextlib
+from http import HTTPStatus
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+
+from tenants.accounts.models import User
+from tenants.context import forget_cached_hosts, tenant_scope
+from tenants.models import Domain, Tenant
+
+HOST_A = "tenant-a.mimamori.test"
+HOST_B = "tenant-b.mimamori.test"
+PUBLIC_HOST = "platform.mimamori.test"
+PASSWORD = "correct horse battery staple"
+
+
+def _ensure_tenant(schema_name: str, domain: str, name: str) -> None:
+    from tenants.actions import do_provision_tenant
+
+    if not Tenant.objects.filter(schema_name=schema_name).exists():
+        do_provision_tenant(
+            schema_name=schema_name, domain=domain, name=name, kind=Tenant.Kind.MUNICIPALITY,
+            prefecture="京都府", local_government_code="262111",
+        )
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database with the public host and tenants A and B (get-or-create, so
+    --reuse-db works)."""
+    with django_db_blocker.unblock():
+        connection.set_schema_to_public()
+        public, _ = Tenant.objects.get_or_create(schema_name="public", defaults={"name": "mimamori"})
+        Domain.objects.get_or_create(domain=PUBLIC_HOST, defaults={"tenant": public})
+        _ensure_tenant("tenant_a", HOST_A, "テスト市A")
+        _ensure_tenant("tenant_b", HOST_B, "テスト市B")
+        connection.set_schema_to_public()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tenant_state(settings):
+    """Each test starts on the public schema with no cached hosts and an empty cache,
+    in English outside requests (tests of the Japanese texts ask for them)."""
+    from django.core.cache import cache
+    from django.utils import translation
+
+    translation.activate("en")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    forget_cached_hosts()
+    cache.clear()
+    yield
+    forget_cached_hosts()
+    connection.set_schema_to_public()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _celery_eager():
+    """Unit tests run tasks in-process. Celery reads the CELERY_* Django settings live."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.CELERY_TASK_EAGER_PROPAGATES = True
+
+
+@pytest.fixture
+def tenant_a(db):
+    return Tenant.objects.get(schema_name="tenant_a")
+
+
+@pytest.fixture
+def tenant_b(db):
+    return Tenant.objects.get(schema_name="tenant_b")
+
+
+def make_user(schema_name: str, username: str, role: str, **extra) -> User:
+    with tenant_scope(schema_name):
+        return User.objects.create_user(
+            username=username, password=PASSWORD, role=role, display_name=username, **extra
+        )
+
+
+@pytest.fixture
+def admin_a(tenant_a):
+    return make_user("tenant_a", "admin-a", User.Role.ADMIN, email="admin-a@example.jp")
+
+
+@pytest.fixture
+def staff_a(tenant_a):
+    return make_user("tenant_a", "staff-a", User.Role.MUNICIPAL_STAFF, email="staff-a@example.jp")
+
+
+@pytest.fixture
+def volunteer_a(tenant_a):
+    return make_user("tenant_a", "volunteer-a", User.Role.VOLUNTEER, email="volunteer-a@example.jp")
+
+
+@pytest.fixture
+def outsider_b(tenant_b):
+    """An administrator of tenant B: powerful at home, nobody in A."""
+    return make_user("tenant_b", "outsider-b", User.Role.ADMIN, email="outsider-b@example.jp")
+
+
+@pytest.fixture
+def operator(db):
+    connection.set_schema_to_public()
+    return User.objects.create_user(username="operator", password=PASSWORD, role=User.Role.OPERATOR)
+
+
+class TenantClient(Client):
+    """A test client bound to one host; `sign_in` logs a user in through the real form."""
+
+    def __init__(self, host: str, language: str = "en", **kwargs):
+        super().__init__(HTTP_HOST=host, HTTP_ACCEPT_LANGUAGE=language, **kwargs)
+        self.host = host
+
+    def sign_in(self, username: str, password: str = PASSWORD):
+        response = self.post("/accounts/login/", {"username": username, "password": password})
+        assert response.status_code == HTTPStatus.FOUND, response.content.decode()[:500]
+        return response
+
+
+@pytest.fixture
+def client_a(tenant_a):
+    return TenantClient(HOST_A)
+
+
+@pytest.fixture
+def client_b(tenant_b):
+    return TenantClient(HOST_B)
+
+
+@pytest.fixture
+def public_client(db):
+    return TenantClient(PUBLIC_HOST)
+
+
+@pytest.fixture
+def captured_events(monkeypatch):
+    """Every live event published (after commit) during the test, as (group, event)."""
+    from notifications import events
+
+    captured: list[tuple[str, dict]] = []
+
+    def record(groups, event):
+        captured.extend((group, event) for group in groups)
+
+    monkeypatch.setattr(events, "publish", record)
+    return captured
+
+
+@pytest.fixture
+def run_async(monkeypatch):
+    """Run a coroutine from a sync test so that the consumers' database calls run on
+    this thread, inside the test's transaction.
+
+    Channels closes "old" connections around every database call, which would end the
+    test transaction; inside a test that is a no-op.
+    """
+    import channels.db
+
+    monkeypatch.setattr(channels.db, "close_old_connections", lambda: None)
+
+    def run(coro_fn, *args):
+        return async_to_sync(coro_fn)(*args)
+
+    return run
+
+
+@contextlib.asynccontextmanager
+async def websocket(host: str, session_cookie: str | None = None, origin: str | None = None,
+                    path: str = "/ws/events/"):
+    """Open a websocket to the real ASGI application; yields (connected, close_code, communicator)."""
+    from channels.testing import WebsocketCommunicator
+
+    from config.asgi import application
+
+    headers = [(b"host", host.encode())]
+    if session_cookie:
+        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_cookie}".encode()))
+    if origin:
+        headers.append((b"origin", origin.encode()))
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, code = await communicator.connect(timeout=5)
+    try:
+        yield connected, code, communicator
+    finally:
+        await communicator.disconnect()
