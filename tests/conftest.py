@@ -19,6 +19,18 @@ PUBLIC_HOST = "platform.mimamori.test"
 PASSWORD = "correct horse battery staple"
 
 
+def pytest_configure(config):
+    # Translations are compiled by the setup, never committed as binaries only.
+    from django.utils.translation import trans_real
+
+    from config.i18n import compile_messages
+
+    if compile_messages():
+        # Django may have cached the catalogues before they were compiled.
+        trans_real._translations = {}
+        trans_real._default = None
+
+
 def _ensure_tenant(schema_name: str, domain: str, name: str) -> None:
     from tenants.actions import do_provision_tenant
 

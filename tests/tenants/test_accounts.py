@@ -182,7 +182,7 @@ def test_admin_deactivates_a_user_who_is_signed_out_at_once(client_a, admin_a, v
         response = client_a.post(f"/accounts/users/{volunteer_a.pk}/deactivate/")
     assert response.status_code == HTTPStatus.FOUND
     assert volunteer.get("/").status_code == HTTPStatus.FOUND
-    assert ("tenant_a.user.%d" % volunteer_a.pk, {"type": "session.ended"}) in captured_events
+    assert (f"tenant_a.user.{volunteer_a.pk}", {"type": "session.ended"}) in captured_events
     response = volunteer.post("/accounts/login/", {"username": "volunteer-a", "password": PASSWORD})
     assert WRONG in response.content.decode()
 

@@ -151,10 +151,12 @@ def test_operator_console_rejects_a_taken_schema_with_400_and_a_message(public_c
     japanese = TenantClient(public_client.host, language="ja")
     japanese.cookies = public_client.cookies
     before = counts()
-    response = public_client.post("/", {**NEW, "schema_name": "tenant_a", "domain": "x.mimamori.test"})
+    response = public_client.post("/", {**NEW, "schema_name": "tenant_a", "domain": "x.mimamori.test",
+                                           "admin_username": "admin"})
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert "A tenant with this schema name already exists." in response.content.decode()
-    response = japanese.post("/", {**NEW, "schema_name": "tenant_a", "domain": "x.mimamori.test"})
+    response = japanese.post("/", {**NEW, "schema_name": "tenant_a", "domain": "x.mimamori.test",
+                                     "admin_username": "admin"})
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert "このスキーマ名のテナントは既に存在します。" in response.content.decode()
     assert counts() == before
