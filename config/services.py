@@ -119,10 +119,29 @@ def _redis_binary() -> str:
     )
 
 
+def _answers_ping(sock: Path) -> bool:
+    """True if a Redis server answers on this socket (started by another command)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(1)
+            client.connect(str(sock))
+            client.sendall(b"PING\r\n")
+            return client.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def _redis(datadir: Path):
     datadir.mkdir(parents=True, exist_ok=True)
     sock = datadir / "redis.sock"
+    if _answers_ping(sock):
+        # Another command of this checkout (e.g. `start`) owns it; share, do not stop it.
+        yield f"unix://{sock}"
+        return
+    sock.unlink(missing_ok=True)
     proc = subprocess.Popen(
         [_redis_binary(), "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
          "--dir", str(datadir), "--save", "60", "1", "--appendonly", "no",

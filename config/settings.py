@@ -234,5 +234,6 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django_tenants": {"level": "WARNING"},
+        "pgserver": {"level": "WARNING"},
     },
 }

@@ -186,7 +186,7 @@ def run_async(monkeypatch):
 async def websocket(host: str, session_cookie: str | None = None, origin: str | None = None,
                     path: str = "/ws/events/"):
     """Open a websocket to the real ASGI application; yields (connected, close_code, communicator)."""
-    from channels.testing import WebsocketCommunicator
+    from channels.testing.websocket import WebsocketCommunicator
 
     from config.asgi import application
 
