@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config import bootstrap  # noqa: E402
+from config import bootstrap
 
 
 def main(argv: list[str]) -> int:

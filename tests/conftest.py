@@ -201,3 +201,66 @@ async def websocket(host: str, session_cookie: str | None = None, origin: str | 
         yield connected, code, communicator
     finally:
         await communicator.disconnect()
+
+
+TEST_SCHEMAS = ("tenant_a", "tenant_b")
+KEEP_TABLES = {"django_migrations", "django_content_type", "auth_permission"}
+
+
+def wipe_tenant_tables(schemas=TEST_SCHEMAS) -> None:
+    """Empty every table of the test tenants' schemas (not public: it holds the tenants)."""
+    with connection.cursor() as cursor:
+        for schema in schemas:
+            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", [schema])
+            tables = [f'"{schema}"."{t}"' for (t,) in cursor.fetchall() if t not in KEEP_TABLES]
+            if tables:
+                cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def committed_db(django_db_setup, django_db_blocker):
+    """Data that other threads and processes can see (live servers, real workers).
+
+    pytest-django's transactional_db would flush the public schema, tenants included;
+    this empties the test tenants' own tables instead, before and after the test.
+    """
+    with django_db_blocker.unblock():
+        connection.set_schema_to_public()
+        wipe_tenant_tables()
+        yield
+        connection.set_schema_to_public()
+        wipe_tenant_tables()
+        connection.close()
+
+
+@pytest.fixture
+def live_server_url(committed_db, settings):
+    """The real ASGI application (HTTP and websockets) served by uvicorn in a thread.
+
+    Returns a function giving the URL of a host on it; browsers map every host name to
+    127.0.0.1 (see tests/browser/conftest.py).
+    """
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from config.asgi import application
+
+    # Plain http on loopback: cookies cannot be Secure here.
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, lifespan="off",
+                                           log_level="warning", ws="websockets-sansio"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "live server did not start"
+        time.sleep(0.05)
+    yield lambda host: f"http://{host}:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
