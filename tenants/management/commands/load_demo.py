@@ -27,7 +27,10 @@ DEMO_USERS = [
     ("volunteer", "民生 和子", User.Role.VOLUNTEER),
     ("officer", "自治 次郎", User.Role.ASSOCIATION_OFFICER),
 ]
-CREDENTIALS = settings.BASE_DIR / ".data" / "demo-credentials.json"
+def credentials_file():
+    """Where the demo passwords of this database are kept (never committed)."""
+    db = settings.DATABASES["default"]
+    return settings.BASE_DIR / ".data" / f"demo-credentials-{db['NAME']}.json"
 
 
 class Command(BaseCommand):
@@ -35,7 +38,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         call_command("setup_platform", verbosity=0)
-        creds = json.loads(CREDENTIALS.read_text()) if CREDENTIALS.exists() else {}
+        path = credentials_file()
+        creds = json.loads(path.read_text()) if path.exists() else {}
         connection.set_schema_to_public()
         if not User.objects.filter(username="operator").exists():
             creds["public:operator"] = secrets.token_urlsafe(9)
@@ -52,9 +56,9 @@ class Command(BaseCommand):
                         creds[f"{schema}:{username}"] = secrets.token_urlsafe(9)
                         do_create_user(username=username, password=creds[f"{schema}:{username}"],
                                        role=role, display_name=name, email=f"{username}@{schema}.example")
-        CREDENTIALS.parent.mkdir(exist_ok=True)
-        CREDENTIALS.write_text(json.dumps(creds, indent=1))
-        CREDENTIALS.chmod(0o600)
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(creds, indent=1))
+        path.chmod(0o600)
         self.print_credentials(creds)
 
     def print_credentials(self, creds):
@@ -63,7 +67,7 @@ class Command(BaseCommand):
         out.write("")
         out.write(self.style.SUCCESS("mimamori is up. Sign in at:"))
         out.write(f"  Platform operators  http://{settings.PUBLIC_HOST}{port}/   "
-                  f"operator / {creds.get('public:operator', '(see .data/demo-credentials.json)')}")
+                  f"operator / {creds.get('public:operator', '(see .data/demo-credentials-*.json)')}")
         for spec in DEMO_TENANTS:
             schema = spec["schema_name"]
             out.write(f"  {spec['name']}  http://{schema}.{settings.TENANT_BASE_DOMAIN}{port}/")

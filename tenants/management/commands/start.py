@@ -24,9 +24,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, no_demo, **opts):
         settings.SITE_PORT = str(port)
-        call_command("setup_platform")
-        if not no_demo:
-            call_command("load_demo")
+        call_command("setup_platform" if no_demo else "load_demo")
         env = {**os.environ, "MIMAMORI_SITE_PORT": str(port), "PYTHONUNBUFFERED": "1"}
         python = sys.executable
         schedule = settings.BASE_DIR / ".data" / "celerybeat-schedule"
@@ -37,20 +35,23 @@ class Command(BaseCommand):
                        "--concurrency", "2", "-n", "worker@%h"],
             "beat": [python, "-m", "celery", "-A", "config.celery:app", "beat", "-l", "INFO", "-s", str(schedule)],
         }
+        stopping = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopping.append(True))
         procs = {name: subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
         self.stdout.write(self.style.SUCCESS(f"web, worker and beat started; web on http://{host}:{port}/ "
                                              "(Ctrl-C stops all)"))
+        failed = None
         try:
-            while True:
-                for name, proc in procs.items():
-                    if proc.poll() is not None:
-                        self.stderr.write(f"{name} exited with code {proc.returncode}; stopping the rest")
-                        raise SystemExit(1)
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            self.stdout.write("stopping ...")
+            while not stopping and failed is None:
+                time.sleep(0.3)
+                failed = next((name for name, proc in procs.items() if proc.poll() is not None), None)
         finally:
+            self.stdout.write("stopping ...")
             self.stop(procs)
+        if failed and not stopping:
+            raise SystemExit(f"{failed} exited with code {procs[failed].returncode}; stopped the rest")
+        self.stdout.write("stopped.")
 
     @staticmethod
     def stop(procs):
