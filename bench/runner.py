@@ -6,6 +6,7 @@ bench/results/<name>.json as a list of {name, value, unit, target, better, runs}
 Benchmarks report; they never fail the test suite.
 """
 import argparse
+import ast
 import importlib
 import json
 import os
@@ -49,11 +50,12 @@ def timed(fn, *args, **kwargs) -> float:
 
 
 def available() -> dict[str, str]:
+    """Benchmark names and first docstring lines, read without importing (Django is not set up yet)."""
     names = {}
-    for info in pkgutil.iter_modules([str(BENCH_DIR)]):
+    for info in sorted(pkgutil.iter_modules([str(BENCH_DIR)]), key=lambda i: i.name):
         if info.name.startswith("bench_"):
-            module = importlib.import_module(f"bench.{info.name}")
-            names[info.name.removeprefix("bench_")] = (module.__doc__ or "").strip().splitlines()[0]
+            doc = ast.get_docstring(ast.parse((BENCH_DIR / f"{info.name}.py").read_text())) or ""
+            names[info.name.removeprefix("bench_")] = doc.strip().splitlines()[0] if doc else ""
     return names
 
 

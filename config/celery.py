@@ -10,6 +10,9 @@ app.autodiscover_tasks(["tenants.accounts", "notifications", "watch", "outreach"
 
 # Only one beat may run: two would send every periodic task twice.
 app.conf.beat_schedule = {
+    # A resident who goes overdue is marked within seconds (see watch.tasks).
+    "detect-overdue": {"task": "watch.detect_overdue", "schedule": 3.0, "options": {"expires": 10}},
+    "sweep-wakeups": {"task": "watch.sweep_wakeups", "schedule": 15 * 60},
     "clear-expired-sessions": {
         "task": "tenants.fan_out",
         "schedule": 60 * 60,

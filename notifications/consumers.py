@@ -1,6 +1,14 @@
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from notifications.events import groups_for_user
+from tenants.context import tenant_scope
+
+
+@database_sync_to_async
+def _groups(tenant, user) -> list[str]:
+    with tenant_scope(tenant.schema_name):
+        return groups_for_user(tenant.schema_name, user)
 
 
 class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
@@ -13,7 +21,7 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         if tenant is None or user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        self.groups_joined = groups_for_user(tenant.schema_name, user)
+        self.groups_joined = await _groups(tenant, user)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()

@@ -22,13 +22,26 @@ def to_role(role: str) -> str:
     return f"role.{role}"
 
 
+def to_area(area_id: int) -> str:
+    """Everyone who oversees the area (or an area above it)."""
+    return f"area.{area_id}"
+
+
 def group_name(schema_name: str, audience: str) -> str:
     return f"{schema_name}.{audience}"
 
 
+# Apps to the right register functions giving a user's further audiences (their areas).
+audience_providers: list = []
+
+
 def groups_for_user(schema_name: str, user) -> list[str]:
-    """The groups a signed-in user's connection joins."""
-    return [group_name(schema_name, a) for a in (EVERYONE, to_role(user.role), to_user(user.pk))]
+    """The groups a signed-in user's connection joins. Runs database queries: call it
+    inside the tenant's scope."""
+    audiences = [EVERYONE, to_role(user.role), to_user(user.pk)]
+    for provider in audience_providers:
+        audiences.extend(provider(user))
+    return [group_name(schema_name, a) for a in audiences]
 
 
 def send_event_on_commit(event: dict, audience: Iterable[str], schema_name: str | None = None) -> None:

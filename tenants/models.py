@@ -72,3 +72,20 @@ class Tenant(TenantMixin):
 
 class Domain(DomainMixin):
     """A host name that serves one tenant (e.g. kyotanabe.mimamori.example)."""
+
+
+class Wakeup(models.Model):
+    """The earliest time something in a tenant needs a timer (e.g. the first rhythm that
+    can go overdue). Periodic passes read only the rows that are due, so their cost
+    follows the work due, not the number of tenants. Never later than the truth: a
+    stale early time costs one empty visit; a sweep recomputes every row."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="wakeups")
+    purpose = models.CharField(max_length=40)
+    due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "purpose"], name="wakeup_unique_purpose")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.purpose}@{self.due_at}"

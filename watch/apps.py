@@ -5,3 +5,9 @@ from django.utils.translation import gettext_lazy as _
 class WatchConfig(AppConfig):
     name = "watch"
     verbose_name = _("Watch-over")
+
+    def ready(self):
+        from notifications.events import audience_providers
+        from watch.live import area_audiences
+
+        audience_providers.append(area_audiences)

@@ -1,0 +1,347 @@
+"""Every state change of watch-over: areas, residents, consent, assignments, contacts,
+rhythms, devices, overdue marks. Views, API endpoints, tasks and commands call these."""
+import logging
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from notifications.events import send_event_on_commit, to_area, to_user
+from tenants.accounts.models import User, hash_token
+from tenants.wakeups import do_lower_wakeup, do_set_wakeup
+from watch.live import ALL_AREAS
+from watch.models import (
+    SIGN_OF_LIFE,
+    Area,
+    Assignment,
+    Channel,
+    ConsentRecord,
+    ContactLog,
+    Device,
+    DisasterSharing,
+    Outcome,
+    Resident,
+    Rhythm,
+)
+from watch.signals import attention_requested, resident_overdue
+
+logger = logging.getLogger(__name__)
+
+OVERDUE = "overdue"  # wakeup purpose
+MAX_FUTURE = timedelta(minutes=5)
+NOTE_MAX = 2000
+
+
+# Areas.
+def do_create_area(*, name: str, kind: str, parent: Area | None = None) -> Area:
+    with transaction.atomic():
+        area = Area.objects.create(name=name, kind=kind, parent=parent, path="")
+        area.path = f"{parent.path if parent else '/'}{area.pk}/"
+        area.save(update_fields=["path"])
+    return area
+
+
+# Live events about a resident go to those who oversee its area, the administrators
+# and its team. They carry ids and states, never names or notes.
+def resident_audience(resident: Resident) -> list[str]:
+    audience = [ALL_AREAS, *[to_area(pk) for pk in resident.area.ancestor_ids]]
+    audience += [to_user(uid) for uid in Assignment.objects.filter(resident=resident).values_list("user_id", flat=True)]
+    return audience
+
+
+def resident_event(resident: Resident, kind: str, **extra) -> dict:
+    return {
+        "type": kind,
+        "resident": resident.pk,
+        "last_contact_at": resident.last_contact_at.isoformat() if resident.last_contact_at else None,
+        "last_outcome": resident.last_outcome,
+        "next_due_at": resident.next_due_at.isoformat() if resident.next_due_at else None,
+        "overdue": resident.is_overdue,
+        **extra,
+    }
+
+
+# Residents.
+def do_create_resident(*, area: Area, name: str, rhythms: list[dict] | None = None, **fields) -> Resident:
+    """Create a resident with its rhythms (default: any contact every 7 days, 12 h grace)."""
+    with transaction.atomic():
+        resident = Resident(area=area, name=name, **fields)
+        resident.full_clean()
+        resident.save()
+        for spec in rhythms if rhythms is not None else [{}]:
+            do_set_rhythm(resident=resident, **spec)
+    return resident
+
+
+def do_record_consent(*, actor: User | None, resident: Resident, status: str, share_with_volunteers: bool = False,
+                      share_with_association: bool = False, purpose: str = "", decided_on=None,
+                      note: str = "") -> ConsentRecord:
+    """Record consent (or its refusal or withdrawal); sharing needs status "given"."""
+    if status not in Resident.Consent.values:
+        raise ValidationError({"status": [_("Choose one of the consent states offered.")]})
+    given = status == Resident.Consent.GIVEN
+    with transaction.atomic():
+        record = ConsentRecord.objects.create(
+            resident=resident, status=status, purpose=purpose or ConsentRecord._meta.get_field("purpose").default,
+            share_with_volunteers=given and share_with_volunteers,
+            share_with_association=given and share_with_association,
+            decided_on=decided_on, recorded_by=actor, note=note,
+        )
+        Resident.objects.filter(pk=resident.pk).update(
+            consent=status, consent_share_with_volunteers=record.share_with_volunteers,
+            consent_share_with_association=record.share_with_association,
+        )
+    resident.refresh_from_db()
+    return record
+
+
+def check_can_manage_residents(actor: User) -> None:
+    from django.core.exceptions import PermissionDenied
+
+    if actor.role not in {User.Role.ADMIN, User.Role.MUNICIPAL_STAFF, User.Role.CASE_WORKER}:
+        raise PermissionDenied(_("Only staff and case workers can change residents and their teams."))
+
+
+def do_assign(*, actor: User, resident: Resident, user: User) -> Assignment:
+    check_can_manage_residents(actor)
+    if user.role not in {User.Role.VOLUNTEER, User.Role.CASE_WORKER}:
+        raise ValidationError({"user": [_("Only volunteers and case workers can be on a resident's team.")]})
+    assignment, _created = Assignment.objects.get_or_create(resident=resident, user=user)
+    return assignment
+
+
+def do_unassign(*, actor: User, resident: Resident, user: User) -> bool:
+    check_can_manage_residents(actor)
+    return Assignment.objects.filter(resident=resident, user=user).delete()[0] > 0
+
+
+def do_start_disaster_sharing(*, actor: User, reason: str) -> DisasterSharing:
+    """Switch on the disaster exception; logged with who and why."""
+    check_can_manage_residents(actor)
+    if not reason.strip():
+        raise ValidationError({"reason": [_("Say why sharing without consent is needed.")]})
+    try:
+        with transaction.atomic():
+            sharing = DisasterSharing.objects.create(started_by=actor, reason=reason.strip())
+    except IntegrityError as exc:
+        raise ValidationError(_("Disaster sharing is already on.")) from exc
+    logger.warning("disaster sharing switched on by user %s: %s", actor.pk, reason)
+    return sharing
+
+
+def do_end_disaster_sharing(*, actor: User) -> bool:
+    check_can_manage_residents(actor)
+    changed = DisasterSharing.objects.filter(ended_at=None).update(ended_by=actor, ended_at=timezone.now())
+    logger.warning("disaster sharing switched off by user %s", actor.pk)
+    return bool(changed)
+
+
+# Rhythms.
+def do_set_rhythm(*, resident: Resident, channel: str = "", interval: timedelta = timedelta(days=7),
+                  grace: timedelta = timedelta(hours=12), device: Device | None = None) -> Rhythm:
+    """Expect contact every `interval` (+ `grace`); the clock starts now if never contacted."""
+    if interval < timedelta(minutes=1) or grace < timedelta(0):
+        raise ValidationError({"interval": [_("The interval must be at least a minute.")]})
+    start = resident.last_contact_at or timezone.now()
+    rhythm = Rhythm.objects.create(resident=resident, channel=channel, interval=interval, grace=grace, device=device,
+                                   last_contact_at=resident.last_contact_at, alert_at=start + interval + grace)
+    do_lower_wakeup(connection.schema_name, OVERDUE, rhythm.alert_at)
+    _refresh_resident_due(resident)
+    return rhythm
+
+
+def _refresh_resident_due(resident: Resident) -> None:
+    rhythms = list(Rhythm.objects.filter(resident=resident).values_list("alert_at", "state"))
+    resident.next_due_at = min((a for a, _s in rhythms if a), default=None)
+    resident.is_overdue = any(s == Rhythm.State.OVERDUE for _a, s in rhythms)
+    Resident.objects.filter(pk=resident.pk).update(next_due_at=resident.next_due_at, is_overdue=resident.is_overdue)
+
+
+# Contacts.
+def check_contact_input(*, occurred_at: datetime, channel: str, outcome: str, note: str) -> None:
+    errors: dict[str, list[str]] = {}
+    if occurred_at > timezone.now() + MAX_FUTURE:
+        errors["occurred_at"] = [_("The time is in the future. Check the phone's clock.")]
+    if channel not in Channel.values:
+        errors["channel"] = [_("Unknown channel.")]
+    if outcome not in Outcome.values:
+        errors["outcome"] = [_("Unknown outcome.")]
+    if len(note) > NOTE_MAX:
+        errors["note"] = [_("The note is too long (at most %(max)d characters).") % {"max": NOTE_MAX}]
+    if errors:
+        raise ValidationError(errors)
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was already used for a different contact."""
+
+
+def do_log_contact(*, actor: User | None, resident: Resident, occurred_at: datetime, channel: str, outcome: str,
+                   note: str = "", idempotency_key: uuid.UUID | None = None,
+                   device: Device | None = None) -> tuple[ContactLog, bool]:
+    """Log a contact once; move the resident's rhythms if it is a sign of life.
+
+    Returns (entry, created). A retry with the same idempotency key returns the original
+    entry and changes nothing; the key reused for another resident raises IdempotencyConflict.
+    """
+    check_contact_input(occurred_at=occurred_at, channel=channel, outcome=outcome, note=note)
+    if idempotency_key is not None:
+        existing = ContactLog.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _same_submission(existing, resident), False
+    try:
+        with transaction.atomic():
+            contact = ContactLog.objects.create(
+                resident=resident, occurred_at=occurred_at, logged_by=actor, device=device,
+                channel=channel, outcome=outcome, note=note, idempotency_key=idempotency_key,
+            )
+            _apply_contact(resident, contact)
+    except IntegrityError:
+        # The same submission raced us and won; hand back its entry.
+        existing = ContactLog.objects.filter(idempotency_key=idempotency_key).first()
+        if idempotency_key is None or existing is None:
+            raise
+        return _same_submission(existing, resident), False
+    return contact, True
+
+
+def _same_submission(existing: ContactLog, resident: Resident) -> ContactLog:
+    if existing.resident_id != resident.pk:
+        raise IdempotencyConflict
+    return existing
+
+
+def _apply_contact(resident: Resident, contact: ContactLog) -> None:
+    """Inside the contact's transaction: rhythms, the resident's summary, hooks, event."""
+    occurred = contact.occurred_at
+    fields = {}
+    if contact.outcome in SIGN_OF_LIFE:
+        _reset_rhythms(resident, occurred, channel=contact.channel)
+        fields = {"next_due_at": resident.next_due_at, "is_overdue": resident.is_overdue}
+    if resident.last_contact_at is None or occurred >= resident.last_contact_at:
+        resident.last_contact_at, resident.last_outcome = occurred, contact.outcome
+        fields.update(last_contact_at=occurred, last_outcome=contact.outcome)
+    if fields:
+        Resident.objects.filter(pk=resident.pk).update(**fields)
+    if contact.outcome == Outcome.WORRIED or contact.outcome == Outcome.ASKED_FOR_CALL:
+        cause = "device_call_request" if contact.device_id else "worried_contact"
+        attention_requested.send(sender=ContactLog, resident_id=resident.pk, cause=cause, contact_id=contact.pk)
+    send_event_on_commit(resident_event(resident, "contact.logged", contact=contact.pk, channel=contact.channel),
+                         resident_audience(resident))
+
+
+def _reset_rhythms(resident: Resident, occurred: datetime, *, channel: str, device: Device | None = None) -> None:
+    """Move every rhythm the contact satisfies; keep resident.next_due_at / is_overdue in step."""
+    rhythms = list(Rhythm.objects.filter(resident=resident))
+    lowered = None
+    for rhythm in rhythms:
+        satisfied = (rhythm.device_id == device.pk) if device else (rhythm.device_id is None and
+                                                                   rhythm.channel in ("", channel))
+        if not satisfied:
+            continue
+        if rhythm.last_contact_at and rhythm.last_contact_at >= occurred and rhythm.state == Rhythm.State.OK:
+            continue
+        was_off_the_clock = rhythm.state == Rhythm.State.OVERDUE or rhythm.alert_at is None
+        rhythm.last_contact_at = max(filter(None, [rhythm.last_contact_at, occurred]))
+        rhythm.alert_at = rhythm.last_contact_at + rhythm.interval + rhythm.grace
+        rhythm.state, rhythm.overdue_since = Rhythm.State.OK, None
+        rhythm.save(update_fields=["last_contact_at", "alert_at", "state", "overdue_since"])
+        if was_off_the_clock:
+            lowered = min(filter(None, [lowered, rhythm.alert_at]))
+    if lowered is not None:
+        do_lower_wakeup(connection.schema_name, OVERDUE, lowered)
+    resident.next_due_at = min((r.alert_at for r in rhythms if r.alert_at), default=None)
+    resident.is_overdue = any(r.state == Rhythm.State.OVERDUE for r in rhythms)
+
+
+# Devices.
+def do_register_device(*, actor: User, resident: Resident, kind: str, name: str = "",
+                       interval: timedelta = timedelta(hours=24)) -> tuple[Device, str]:
+    """Register a device and the rhythm of its own signals; returns (device, token).
+    The token is shown this once; only its hash is kept."""
+    check_can_manage_residents(actor)
+    if kind not in Device.Kind.values:
+        raise ValidationError({"kind": [_("Unknown device kind.")]})
+    token = secrets.token_urlsafe(24)
+    with transaction.atomic():
+        device = Device.objects.create(resident=resident, kind=kind, name=name, token_hash=hash_token(token))
+        do_set_rhythm(resident=resident, device=device, interval=interval, grace=timedelta(hours=1))
+    return device, token
+
+
+def do_revoke_device(*, actor: User, device: Device) -> bool:
+    check_can_manage_residents(actor)
+    return bool(Device.objects.filter(pk=device.pk, revoked_at=None).update(revoked_at=timezone.now()))
+
+
+class DeviceSignal:
+    HEARTBEAT = "heartbeat"
+    OK = "ok"
+    CALL_ME = "call"
+    LOW_BATTERY = "battery"
+    ALL = (HEARTBEAT, OK, CALL_ME, LOW_BATTERY)
+
+
+def do_record_device_signal(*, device: Device, signal: str, at: datetime | None = None) -> ContactLog | None:
+    """A device's signal: every signal shows the device alive; "ok" and "call" are
+    contacts with the resident ("call" asks for attention at once); a motion sensor's
+    heartbeat is itself a sign of life."""
+    if signal not in DeviceSignal.ALL:
+        raise ValidationError({"signal": [_("Unknown device signal.")]})
+    at = at or timezone.now()
+    resident = device.resident
+    with transaction.atomic():
+        Device.objects.filter(pk=device.pk).update(last_signal_at=at, battery_low=signal == DeviceSignal.LOW_BATTERY)
+        _reset_rhythms(resident, at, channel=Channel.DEVICE, device=device)
+        if signal in (DeviceSignal.OK, DeviceSignal.CALL_ME):
+            outcome = Outcome.FINE if signal == DeviceSignal.OK else Outcome.ASKED_FOR_CALL
+            contact = ContactLog.objects.create(resident=resident, occurred_at=at, device=device,
+                                                channel=Channel.DEVICE, outcome=outcome)
+            _apply_contact(resident, contact)
+            return contact
+        if signal == DeviceSignal.HEARTBEAT and device.kind == Device.Kind.MOTION:
+            _reset_rhythms(resident, at, channel=Channel.DEVICE)
+        Resident.objects.filter(pk=resident.pk).update(next_due_at=resident.next_due_at,
+                                                       is_overdue=resident.is_overdue)
+        if signal == DeviceSignal.LOW_BATTERY:
+            send_event_on_commit(resident_event(resident, "device.battery_low", device=device.pk),
+                                 resident_audience(resident))
+    return None
+
+
+# Overdue detection.
+def do_mark_overdue(now: datetime | None = None) -> list[int]:
+    """Mark every rhythm of this tenant whose alert time has passed as overdue, each
+    exactly once even when passes run concurrently (the UPDATE re-checks the state under
+    the row lock). Publishes one event per resident and calls the overdue hook. Resets
+    the tenant's wakeup to its next alert time. Returns the resident ids marked."""
+    now = now or timezone.now()
+    table = Rhythm._meta.db_table
+    with transaction.atomic():
+        # Holding the wakeup row serialises passes with contacts that lower it, so the
+        # next alert time written below is never later than one they just set.
+        do_lower_wakeup(connection.schema_name, OVERDUE, None)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'UPDATE "{table}" SET state = %s, overdue_since = %s '
+                f"WHERE state = %s AND alert_at <= %s RETURNING id, resident_id",
+                [Rhythm.State.OVERDUE, now, Rhythm.State.OK, now],
+            )
+            marked = cursor.fetchall()
+        resident_ids = sorted({resident_id for _id, resident_id in marked})
+        if resident_ids:
+            Resident.objects.filter(pk__in=resident_ids).update(is_overdue=True)
+            for resident in Resident.objects.filter(pk__in=resident_ids).select_related("area"):
+                send_event_on_commit(resident_event(resident, "resident.overdue"), resident_audience(resident))
+            for rhythm_id, resident_id in marked:
+                resident_overdue.send(sender=Rhythm, resident_id=resident_id, rhythm_id=rhythm_id)
+        next_alert = (Rhythm.objects.filter(state=Rhythm.State.OK, alert_at__isnull=False)
+                      .order_by("alert_at").values_list("alert_at", flat=True).first())
+        do_set_wakeup(connection.schema_name, OVERDUE, next_alert)
+    if marked:
+        logger.info("marked %d rhythm(s) of %d resident(s) overdue", len(marked), len(resident_ids))
+    return resident_ids

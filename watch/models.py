@@ -1,0 +1,303 @@
+"""Who is watched over and every sign of life.
+
+Residents (見守り対象者) live in areas (district → residents' association → block);
+every contact, from any channel, is a ContactLog row; each resident has one or more
+rhythms whose alert time (last contact + interval + grace) drives overdue detection.
+"""
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+
+class Area(models.Model):
+    class Kind(models.TextChoices):
+        DISTRICT = "district", _("District")
+        ASSOCIATION = "association", _("Residents' association")
+        BLOCK = "block", _("Block")
+
+    name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    # Materialised path of ids, "/3/17/42/": a subtree is one indexed prefix match.
+    path = models.CharField(max_length=255, editable=False, db_index=True)
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.UniqueConstraint(fields=["parent", "name"], name="area_unique_name_per_parent"),
+            models.UniqueConstraint(fields=["name"], condition=Q(parent=None), name="area_unique_root_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def ancestor_ids(self) -> list[int]:
+        return [int(part) for part in self.path.strip("/").split("/") if part]
+
+
+class AreaMembership(models.Model):
+    """Staff, case workers and association officers attached to an area see its subtree."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="area_memberships")
+    area = models.ForeignKey(Area, on_delete=models.CASCADE, related_name="memberships")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "area"], name="area_membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} @ {self.area_id}"
+
+
+class Resident(models.Model):
+    class Gender(models.TextChoices):
+        FEMALE = "female", _("Female")
+        MALE = "male", _("Male")
+        OTHER = "other", _("Other")
+        UNKNOWN = "unknown", _("Not recorded")
+
+    class Household(models.TextChoices):
+        LIVING_ALONE = "living_alone", _("Living alone")
+        ELDERLY_ONLY = "elderly_only", _("Elderly-only household")
+        ALONE_DAYTIME = "alone_daytime", _("Alone in the daytime")
+        SINGLE_PARENT = "single_parent", _("Single-parent household")
+        OTHER = "other", _("Other")
+
+    class Risk(models.TextChoices):
+        LOW = "low", _("Low")
+        MEDIUM = "medium", _("Medium")
+        HIGH = "high", _("High")
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        PAUSED = "paused", _("Paused")
+        ENDED = "ended", _("Ended")
+
+    class EndReason(models.TextChoices):
+        MOVED = "moved", _("Moved away")
+        HOSPITAL = "hospital", _("In hospital")
+        CARE = "care", _("In a care home")
+        DECEASED = "deceased", _("Deceased")
+        OTHER = "other", _("Other")
+
+    class Consent(models.TextChoices):
+        GIVEN = "given", _("Given")
+        REFUSED = "refused", _("Refused")
+        NOT_ANSWERED = "not_answered", _("Not answered")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
+
+    external_id = models.CharField(_("municipal number"), max_length=40, blank=True)
+    name = models.CharField(_("name"), max_length=100)
+    furigana = models.CharField(_("furigana"), max_length=100, blank=True)
+    gender = models.CharField(_("gender"), max_length=10, choices=Gender.choices, default=Gender.UNKNOWN)
+    date_of_birth = models.DateField(_("date of birth"), null=True, blank=True)
+    postal_code = models.CharField(_("postal code"), max_length=8, blank=True)
+    address = models.CharField(_("address"), max_length=200, blank=True)
+    area = models.ForeignKey(Area, on_delete=models.PROTECT, related_name="residents", verbose_name=_("area"))
+    phone = models.CharField(_("phone"), max_length=20, blank=True)
+    mobile_phone = models.CharField(_("mobile phone"), max_length=20, blank=True)
+    household = models.CharField(_("household"), max_length=20, choices=Household.choices,
+                                 default=Household.LIVING_ALONE)
+    needs_evacuation_support = models.BooleanField(_("needs help to evacuate"), default=False)
+    risk = models.CharField(_("risk"), max_length=10, choices=Risk.choices, default=Risk.MEDIUM)
+    visit_notes = models.TextField(_("notes for visitors"), blank=True, max_length=2000)
+
+    # Sensitive (要配慮個人情報): never shown to volunteers or association officers.
+    care_level = models.CharField(_("care level"), max_length=20, blank=True)
+    health_notes = models.TextField(_("health and case notes"), blank=True, max_length=5000)
+
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    paused_reason = models.CharField(_("reason for pause"), max_length=200, blank=True)
+    paused_until = models.DateField(_("paused until"), null=True, blank=True)
+    end_reason = models.CharField(_("reason for ending"), max_length=20, choices=EndReason.choices, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    # Current consent, kept in step with the latest ConsentRecord (for list filters).
+    consent = models.CharField(_("consent"), max_length=20, choices=Consent.choices, default=Consent.NOT_ANSWERED)
+    consent_share_with_volunteers = models.BooleanField(default=False)
+    consent_share_with_association = models.BooleanField(default=False)
+
+    # Kept in step by the contact and overdue actions, for the overview's one query.
+    last_contact_at = models.DateTimeField(null=True, blank=True)
+    last_outcome = models.CharField(max_length=20, blank=True)
+    next_due_at = models.DateTimeField(null=True, blank=True)
+    is_overdue = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["furigana", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["external_id"], condition=~Q(external_id=""),
+                                    name="resident_unique_external_id"),
+        ]
+        indexes = [
+            models.Index(fields=["area", "-is_overdue", "next_due_at"], name="resident_overview"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EmergencyContact(models.Model):
+    resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="emergency_contacts")
+    name = models.CharField(_("name"), max_length=100)
+    relation = models.CharField(_("relation"), max_length=50, blank=True)
+    phone = models.CharField(_("phone"), max_length=20, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.relation})"
+
+
+class ConsentRecord(models.Model):
+    """Each consent given, refused or withdrawn, with who recorded it; the latest is current."""
+
+    resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="consent_records")
+    status = models.CharField(_("consent"), max_length=20, choices=Resident.Consent.choices)
+    purpose = models.CharField(_("purpose"), max_length=200, default="見守り活動（平常時）")
+    share_with_volunteers = models.BooleanField(_("volunteers may see the basic record"), default=False)
+    share_with_association = models.BooleanField(_("the residents' association may see the basic record"),
+                                                 default=False)
+    decided_on = models.DateField(_("date"), null=True, blank=True)
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    note = models.CharField(_("note"), max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-recorded_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.resident_id}: {self.status}"
+
+
+class DisasterSharing(models.Model):
+    """The disaster exception (災害対策基本法): while on, people who need help to evacuate
+    are shown to volunteers and officers of their area without consent. Every switch is
+    a row: who, when, why."""
+
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    started_at = models.DateTimeField(auto_now_add=True)
+    reason = models.CharField(_("reason"), max_length=300)
+    ended_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="+")
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [models.UniqueConstraint(fields=["ended_at"], condition=Q(ended_at=None),
+                                               name="one_disaster_sharing_open")]
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class Assignment(models.Model):
+    """A volunteer or case worker on a resident's team."""
+
+    resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="assignments")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    since = models.DateField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["resident", "user"], name="assignment_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} → {self.resident_id}"
+
+
+class Channel(models.TextChoices):
+    VISIT = "visit", _("Visit")
+    PHONE = "phone", _("Phone")
+    LINE = "line", _("LINE")
+    DEVICE = "device", _("Device")
+    NOTICE_READ = "notice_read", _("Notice read")
+    EVENT = "event", _("Event attendance")
+    OTHER = "other", _("Other")
+
+
+class Outcome(models.TextChoices):
+    FINE = "fine", _("Fine")
+    WORRIED = "worried", _("Worried")
+    NO_ANSWER = "no_answer", _("No answer")
+    NOT_HOME = "not_home", _("Not at home")
+    IN_HOSPITAL = "in_hospital", _("In hospital")
+    ASKED_FOR_CALL = "asked_for_call", _("Asked to be called")
+    OTHER = "other", _("Other")
+
+
+# Outcomes that show the person is alive and reachable: they reset the rhythm.
+SIGN_OF_LIFE = {Outcome.FINE, Outcome.WORRIED, Outcome.IN_HOSPITAL, Outcome.ASKED_FOR_CALL, Outcome.OTHER}
+
+
+class Device(models.Model):
+    class Kind(models.TextChoices):
+        BUTTON = "button", _("Button")
+        SPEAKER = "speaker", _("Watch-over speaker")
+        MOTION = "motion", _("Motion sensor")
+
+    resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="devices")
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_signal_at = models.DateTimeField(null=True, blank=True)
+    battery_low = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return self.name or self.get_kind_display()
+
+
+class ContactLog(models.Model):
+    """One contact with a resident, from any channel; the record every list is built from."""
+
+    resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="contacts")
+    occurred_at = models.DateTimeField(_("when"))
+    logged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices)
+    outcome = models.CharField(_("outcome"), max_length=20, choices=Outcome.choices)
+    note = models.TextField(_("note"), blank=True, max_length=2000)
+    # Client-generated: a retried submission returns the original entry.
+    idempotency_key = models.UUIDField(null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-pk"]
+        indexes = [models.Index(fields=["resident", "-occurred_at"], name="contact_timeline")]
+
+    def __str__(self) -> str:
+        return f"{self.resident_id} {self.channel} {self.outcome} {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class Rhythm(models.Model):
+    """An expected rhythm of contact: "a visit every 7 days", "any contact every 3 days",
+    "the device every 24 hours". A contact on the channel (or any, if channel is empty)
+    moves alert_at; detection marks the rhythm overdue once alert_at has passed."""
+
+    class State(models.TextChoices):
+        OK = "ok", _("On time")
+        OVERDUE = "overdue", _("Overdue")
+
+    resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="rhythms")
+    channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices, blank=True)
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.CASCADE, related_name="rhythms")
+    interval = models.DurationField(_("every"), default=timedelta(days=7))
+    grace = models.DurationField(_("grace"), default=timedelta(hours=12))
+    last_contact_at = models.DateTimeField(null=True, blank=True)
+    alert_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OK)
+    overdue_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # Detection reads only rhythms that are due: its cost follows the overdue count.
+            models.Index(fields=["alert_at"], condition=Q(state="ok"), name="rhythm_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.resident_id} {self.channel or 'any'} every {self.interval}"

@@ -1,0 +1,11 @@
+"""Hooks for apps to the right of `watch` (outreach raises concerns from these).
+
+All are sent inside the transaction of the change; receivers that enqueue work or
+publish should do it on commit."""
+from django.dispatch import Signal
+
+# A rhythm went overdue. kwargs: resident_id, rhythm_id.
+resident_overdue = Signal()
+# Someone needs attention now: a "worried" contact, a "please call me" press.
+# kwargs: resident_id, cause ("worried_contact" | "device_call_request"), contact_id.
+attention_requested = Signal()

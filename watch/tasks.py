@@ -1,0 +1,35 @@
+import logging
+
+from celery import shared_task
+from django.utils import timezone
+
+from tenants.tasks import active_schema_names, tenant_task
+from tenants.wakeups import due_schema_names
+from watch.actions import OVERDUE, do_mark_overdue
+
+logger = logging.getLogger(__name__)
+
+
+@tenant_task
+def mark_overdue_in_tenant() -> int:
+    return len(do_mark_overdue())
+
+
+@shared_task(name="watch.detect_overdue", acks_late=False)
+def detect_overdue() -> int:
+    """Every few seconds: mark overdue in the tenants whose wakeup has come. One indexed
+    query when nothing is due; work follows the tenants with something due."""
+    schemas = due_schema_names(OVERDUE, timezone.now())
+    for schema_name in schemas:
+        mark_overdue_in_tenant.run(schema_name)
+    return len(schemas)
+
+
+@shared_task(name="watch.sweep_wakeups")
+def sweep_wakeups() -> int:
+    """Rebuild every tenant's overdue wakeup from its rhythms (anything lost is redone)."""
+    count = 0
+    for schema_name in active_schema_names():
+        mark_overdue_in_tenant.run(schema_name)
+        count += 1
+    return count
