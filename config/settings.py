@@ -169,6 +169,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# Broker for the devices' MQTT transport (manage.py mqtt_listener); mqtts:// for TLS,
+# credentials in the URL. Empty: no MQTT listener is started by `manage.py start`.
+MQTT_URL = env.get("MQTT_URL", "")
+
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",

@@ -1,11 +1,17 @@
 """URLs of a tenant's hosts."""
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
 from tenants.accounts import views as account_views
 from tenants.accounts.urls import tenant_patterns
+from watch.urls import api_urlpatterns, ping_urlpatterns
 
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("accounts/", include((tenant_patterns, "accounts"))),
+    path("watch/", include("watch.urls")),
+    path("api/v1/", include((api_urlpatterns, "api"))),
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    *ping_urlpatterns,
     path("i18n/", include("django.conf.urls.i18n")),
 ]

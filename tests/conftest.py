@@ -45,13 +45,24 @@ def _ensure_tenant(schema_name: str, domain: str, name: str) -> None:
 def django_db_setup(django_db_setup, django_db_blocker):
     """The test database with the public host and tenants A and B (get-or-create, so
     --reuse-db works)."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    own_setup = None
     with django_db_blocker.unblock():
+        if connection.settings_dict["NAME"] != settings.DATABASES["default"]["TEST"]["NAME"]:
+            # pytest-django creates the test database only when a selected test uses `db`;
+            # tests using only `committed_db` must never run against the real database.
+            own_setup = setup_databases(verbosity=0, interactive=False, aliases={"default"})
         connection.set_schema_to_public()
         public, _ = Tenant.objects.get_or_create(schema_name="public", defaults={"name": "mimamori"})
         Domain.objects.get_or_create(domain=PUBLIC_HOST, defaults={"tenant": public})
         _ensure_tenant("tenant_a", HOST_A, "テスト市A")
         _ensure_tenant("tenant_b", HOST_B, "テスト市B")
         connection.set_schema_to_public()
+    yield
+    if own_setup is not None:
+        with django_db_blocker.unblock():
+            teardown_databases(own_setup, verbosity=0)
 
 
 @pytest.fixture(autouse=True)
@@ -225,6 +236,7 @@ def committed_db(django_db_setup, django_db_blocker):
     this empties the test tenants' own tables instead, before and after the test.
     """
     with django_db_blocker.unblock():
+        assert connection.settings_dict["NAME"] == settings.DATABASES["default"]["TEST"]["NAME"]
         connection.set_schema_to_public()
         wipe_tenant_tables()
         yield

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -286,16 +287,30 @@ class DeviceSignal:
     ALL = (HEARTBEAT, OK, CALL_ME, LOW_BATTERY)
 
 
+class DeviceThrottled(Exception):
+    """The device sent another signal less than a second ago."""
+
+
+DEVICE_MIN_GAP = timedelta(seconds=1)
+
+
 def do_record_device_signal(*, device: Device, signal: str, at: datetime | None = None) -> ContactLog | None:
     """A device's signal: every signal shows the device alive; "ok" and "call" are
     contacts with the resident ("call" asks for attention at once); a motion sensor's
-    heartbeat is itself a sign of life."""
+    heartbeat is itself a sign of life. At most one signal per second per device
+    (DeviceThrottled otherwise); a revoked device's signals are ignored."""
     if signal not in DeviceSignal.ALL:
         raise ValidationError({"signal": [_("Unknown device signal.")]})
     at = at or timezone.now()
     resident = device.resident
     with transaction.atomic():
-        Device.objects.filter(pk=device.pk).update(last_signal_at=at, battery_low=signal == DeviceSignal.LOW_BATTERY)
+        accepted = (
+            Device.objects.filter(pk=device.pk, revoked_at=None)
+            .filter(Q(last_signal_at=None) | Q(last_signal_at__lte=at - DEVICE_MIN_GAP))
+            .update(last_signal_at=at, battery_low=signal == DeviceSignal.LOW_BATTERY)
+        )
+        if not accepted:
+            raise DeviceThrottled
         _reset_rhythms(resident, at, channel=Channel.DEVICE, device=device)
         if signal in (DeviceSignal.OK, DeviceSignal.CALL_ME):
             outcome = Outcome.FINE if signal == DeviceSignal.OK else Outcome.ASKED_FOR_CALL

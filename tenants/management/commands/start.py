@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Migrate, load the demo, then run web, worker and beat until Ctrl-C."
+    help = "Migrate, load the demo, then run web, worker, beat (and the MQTT listener if MQTT_URL is set)."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
@@ -38,6 +38,8 @@ class Command(BaseCommand):
         stopping = []
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stopping.append(True))
+        if settings.MQTT_URL:
+            commands["mqtt"] = [python, "manage.py", "mqtt_listener"]
         procs = {name: subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
         self.stdout.write(self.style.SUCCESS(f"web, worker and beat started; web on http://{host}:{port}/ "
                                              "(Ctrl-C stops all)"))

@@ -1,0 +1,127 @@
+"""Web pages of watch-over and the device ping URL."""
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpResponse, HttpResponseNotFound
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from tenants.accounts.models import User, hash_token
+from watch import actions
+from watch.access import (
+    area_paths_for_user,
+    areas_for_user,
+    can_see_sensitive,
+    get_resident_for_user,
+    residents_for_user,
+)
+from watch.models import Channel, ContactLog, Device, Outcome
+
+OVERVIEW_PAGE = 100
+
+
+@login_required
+def overview(request):
+    """Residents of the user's areas, overdue first, then by next due time."""
+    if request.user.role == User.Role.VOLUNTEER:
+        return my_residents(request)
+    residents = residents_for_user(request.user).select_related("area")
+    area_id = request.GET.get("area", "")
+    if area_id.isdigit():
+        residents = residents.filter(area__path__contains=f"/{area_id}/")
+    residents = residents.order_by("-is_overdue", "next_due_at", "pk").only(
+        "pk", "name", "furigana", "area__name", "last_contact_at", "last_outcome", "next_due_at", "is_overdue",
+        "status",
+    )
+    page = Paginator(residents, OVERVIEW_PAGE).get_page(request.GET.get("page"))
+    return render(request, "watch/overview.html", {
+        "page": page, "areas": areas_for_user(request.user), "area_id": area_id,
+        "overdue_count": residents.filter(is_overdue=True).count(),
+        "attached": bool(area_paths_for_user(request.user)), "labels": live_labels(),
+    })
+
+
+def live_labels() -> dict:
+    """Texts the live-update script needs, in the page's language."""
+    return {
+        "overdue": _("Overdue"),
+        "outcomes": {value: str(label) for value, label in Outcome.choices},
+        "queued": _("%(count)s check-in(s) not sent yet: they are kept on this phone and sent when the network "
+                    "is back."),
+        "rejected": _("A check-in was refused by the server: %(reason)s"),
+        "saved": _("Saved."),
+    }
+
+
+@login_required
+def my_residents(request):
+    """The volunteer's phone page: assigned residents by due time, one-tap check-in."""
+    residents = (residents_for_user(request.user).filter(assignments__user=request.user)
+                 .select_related("area").order_by("-is_overdue", "next_due_at", "pk"))
+    return render(request, "watch/my_residents.html", {
+        "residents": residents, "channels": Channel.choices, "outcomes": Outcome.choices,
+        "labels": live_labels(),
+    })
+
+
+@login_required
+def resident_detail(request, pk: int):
+    resident = get_resident_for_user(request.user, pk)
+    contacts = Paginator(
+        ContactLog.objects.filter(resident=resident).select_related("logged_by", "device"), 50
+    ).get_page(request.GET.get("page"))
+    sensitive = can_see_sensitive(request.user)
+    return render(request, "watch/resident.html", {
+        "resident": resident, "contacts": contacts, "sensitive": sensitive,
+        "rhythms": resident.rhythms.select_related("device"),
+        "devices": resident.devices.all() if sensitive else [],
+        "team": resident.assignments.select_related("user"),
+        "emergency_contacts": resident.emergency_contacts.all(),
+        "consents": resident.consent_records.select_related("recorded_by")[:5] if sensitive else [],
+        "channels": Channel.choices, "outcomes": Outcome.choices,
+    })
+
+
+@login_required
+@require_http_methods(["POST"])
+def log_contact(request, pk: int):
+    """The resident page's form (without JavaScript): one contact, then back to the page."""
+    resident = get_resident_for_user(request.user, pk)
+    try:
+        actions.do_log_contact(
+            actor=request.user, resident=resident, occurred_at=timezone.now(),
+            channel=request.POST.get("channel", ""), outcome=request.POST.get("outcome", ""),
+            note=request.POST.get("note", ""),
+        )
+    except ValidationError as exc:
+        for errors in exc.message_dict.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect("watch:resident", pk=pk)
+    messages.success(request, _("Saved."))
+    return redirect("watch:resident", pk=pk)
+
+
+NOT_FOUND = "not found\n"
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST", "HEAD"])
+def device_ping(request, token: str, signal: str = actions.DeviceSignal.HEARTBEAT):
+    """Dead-man's-switch style: GET or POST /ping/<token>[/<signal>]. A wrong or revoked
+    token gets the same 404 as an unknown one; more than one signal a second gets 429."""
+    if signal not in actions.DeviceSignal.ALL:
+        return HttpResponseNotFound(NOT_FOUND, content_type="text/plain")
+    device = (Device.objects.select_related("resident__area")
+              .filter(token_hash=hash_token(token), revoked_at=None).first())
+    if device is None:
+        return HttpResponseNotFound(NOT_FOUND, content_type="text/plain")
+    try:
+        actions.do_record_device_signal(device=device, signal=signal)
+    except actions.DeviceThrottled:
+        return HttpResponse(_("too many signals; at most one a second\n"), status=429, content_type="text/plain")
+    return HttpResponse("OK\n", content_type="text/plain")
