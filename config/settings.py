@@ -167,6 +167,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Watch-over platform: residents, contacts, devices. Served per tenant host.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "AreaKindEnum": "watch.models.Area.Kind",
+        "DeviceKindEnum": "watch.models.Device.Kind",
+    },
 }
 
 # Broker for the devices' MQTT transport (manage.py mqtt_listener); mqtts:// for TLS,

@@ -26,7 +26,10 @@ def pytest_configure(config):
     from config.i18n import compile_messages
 
     if compile_messages():
-        # Django may have cached the catalogues before they were compiled.
+        # Django (and Python's gettext) may have cached the catalogues before they were compiled.
+        import gettext
+
+        gettext._translations.clear()
         trans_real._translations = {}
         trans_real._default = None
 

@@ -1,0 +1,82 @@
+"""Watch-over in the browser: live overview, and check-ins that survive a lost network."""
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tenants.accounts.models import User
+from tenants.context import tenant_scope
+from tests.conftest import HOST_A, PASSWORD, make_user
+from tests.watch.conftest import make_resident
+from watch import actions
+from watch.models import Area, Assignment, ContactLog
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def town(live_server_url):
+    """Committed data: a volunteer with two assigned residents, and a staff member."""
+    volunteer = make_user("tenant_a", "kazuko", User.Role.VOLUNTEER)
+    make_user("tenant_a", "hanako-staff", User.Role.MUNICIPAL_STAFF)
+    with tenant_scope("tenant_a"):
+        area = actions.do_create_area(name="大住", kind=Area.Kind.DISTRICT)
+        residents = [make_resident(area, name) for name in ("山田 花子", "髙橋 茂")]
+        for resident in residents:
+            Assignment.objects.create(resident=resident, user=volunteer)
+    return residents
+
+
+def sign_in(page, url, username):
+    page.goto(url + "/accounts/login/")
+    page.get_by_label("ユーザー名").fill(username)
+    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_test_id("sign-in").click()
+    expect(page.get_by_test_id("live")).to_have_class("live on")
+
+
+def contacts():
+    with tenant_scope("tenant_a"):
+        return list(ContactLog.objects.order_by("pk").values_list("resident__name", "outcome"))
+
+
+def test_volunteer_check_in_updates_the_staff_overview_without_a_reload(browser, phone, live_server_url, town):
+    url = live_server_url(HOST_A)
+    staff = browser.new_context(locale="ja-JP").new_page()
+    sign_in(staff, url, "hanako-staff")
+    staff.goto(url + "/watch/")
+    hanako_row = staff.locator(f'tr[data-resident-row="{town[0].pk}"]')
+    expect(hanako_row.locator('[data-field="last_contact_at"]')).to_have_text("—")
+
+    sign_in(phone, url, "kazuko")
+    phone.goto(url + "/watch/my/")
+    phone.get_by_test_id(f"fine-{town[0].pk}").click()
+
+    expect(hanako_row.locator('[data-field="last_outcome"]')).to_have_text("元気", timeout=10_000)
+    expect(hanako_row).to_have_class(re.compile("updated"))
+    assert contacts() == [("山田 花子", "fine")]
+    staff.context.close()
+
+
+def test_two_check_ins_made_offline_arrive_once_each_when_the_network_returns(phone, live_server_url, town):
+    url = live_server_url(HOST_A)
+    sign_in(phone, url, "kazuko")
+    phone.goto(url + "/watch/my/")
+    expect(phone.get_by_test_id(f"fine-{town[1].pk}")).to_be_visible()
+
+    phone.context.set_offline(True)
+    phone.get_by_test_id(f"fine-{town[0].pk}").click()
+    phone.get_by_test_id(f"fine-{town[1].pk}").click()
+    expect(phone.get_by_test_id("queue-status")).to_contain_text("2")
+    assert contacts() == []
+    # A reload while offline would lose the page; the queue lives on in the phone's storage.
+    assert phone.evaluate("JSON.parse(localStorage.getItem('mimamori-checkin-queue')).length") == 2
+
+    phone.context.set_offline(False)
+    phone.evaluate("window.dispatchEvent(new Event('online'))")
+    expect(phone.get_by_test_id("queue-status")).to_be_hidden(timeout=10_000)
+    assert sorted(contacts()) == [("山田 花子", "fine"), ("髙橋 茂", "fine")]
+    # Sending the queue again (a retry after a lost reply) creates nothing new.
+    phone.reload()
+    phone.wait_for_timeout(500)
+    assert len(contacts()) == 2

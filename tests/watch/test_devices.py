@@ -1,0 +1,95 @@
+from datetime import timedelta
+from http import HTTPStatus
+
+from django.utils import timezone
+
+from tenants.context import tenant_scope
+from tests.conftest import HOST_B
+from watch import actions
+from watch.models import ContactLog, Device, Rhythm
+from watch.signals import attention_requested
+
+
+def register(client, resident, **data):
+    return client.post(f"/api/v1/residents/{resident.pk}/devices/", {"kind": "button", **data},
+                       content_type="application/json")
+
+
+def test_staff_register_a_device_and_get_its_token_once(client_a, staff_a, hanako):
+    client_a.sign_in("staff-a")
+    response = register(client_a, hanako, name="玄関ボタン")
+    assert response.status_code == HTTPStatus.CREATED
+    body = response.json()
+    assert body["ping_url"].endswith(f"/ping/{body['token']}")
+    with tenant_scope("tenant_a"):
+        device = Device.objects.get(pk=body["id"])
+        assert body["token"] not in device.token_hash  # only the hash is kept
+        assert Rhythm.objects.filter(device=device, interval=timedelta(hours=24)).exists()
+
+
+def test_volunteer_cannot_register_devices(client_a, volunteer_a, hanako):
+    client_a.sign_in("volunteer-a")
+    assert register(client_a, hanako).status_code == HTTPStatus.FORBIDDEN
+
+
+def _device(resident, staff, kind="button"):
+    with tenant_scope("tenant_a"):
+        return actions.do_register_device(actor=staff, resident=resident, kind=kind)
+
+
+def test_heartbeat_keeps_the_device_alive_without_a_contact(client_a, staff_a, hanako):
+    device, token = _device(hanako, staff_a)
+    response = client_a.get(f"/ping/{token}")
+    assert (response.status_code, response.content) == (HTTPStatus.OK, b"OK\n")
+    with tenant_scope("tenant_a"):
+        device.refresh_from_db()
+        assert device.last_signal_at is not None
+        assert not ContactLog.objects.filter(resident=hanako).exists()
+        rhythm = Rhythm.objects.get(device=device)
+        assert rhythm.alert_at == device.last_signal_at + timedelta(hours=25)
+
+
+def test_ok_press_is_a_contact_and_call_press_asks_for_attention(client_a, staff_a, hanako):
+    device, token = _device(hanako, staff_a)
+    calls = []
+    attention_requested.connect(lambda **kw: calls.append(kw["cause"]), weak=False, dispatch_uid="t")
+    try:
+        assert client_a.post(f"/ping/{token}/ok").status_code == HTTPStatus.OK
+        with tenant_scope("tenant_a"):
+            Device.objects.filter(pk=device.pk).update(last_signal_at=timezone.now() - timedelta(seconds=2))
+        assert client_a.post(f"/ping/{token}/call").status_code == HTTPStatus.OK
+    finally:
+        attention_requested.disconnect(dispatch_uid="t")
+    with tenant_scope("tenant_a"):
+        outcomes = list(ContactLog.objects.filter(resident=hanako).order_by("pk").values_list("outcome", flat=True))
+    assert outcomes == ["fine", "asked_for_call"]
+    assert calls == ["device_call_request"]
+
+
+def test_wrong_revoked_or_foreign_token_gets_the_same_404(client_a, staff_a, hanako):
+    device, token = _device(hanako, staff_a)
+    unknown = client_a.get("/ping/not-a-real-token")
+    from django.test import Client
+
+    foreign = Client(HTTP_HOST=HOST_B).get(f"/ping/{token}")  # A's device on B's host
+    with tenant_scope("tenant_a"):
+        actions.do_revoke_device(actor=staff_a, device=device)
+    revoked = client_a.get(f"/ping/{token}")
+    assert {r.status_code for r in (unknown, foreign, revoked)} == {HTTPStatus.NOT_FOUND}
+    assert unknown.content == foreign.content == revoked.content == b"not found\n"
+    with tenant_scope("tenant_a"):
+        device.refresh_from_db()
+        assert device.last_signal_at is None
+
+
+def test_signals_faster_than_once_a_second_are_throttled(client_a, staff_a, hanako):
+    _device_obj, token = _device(hanako, staff_a)
+    assert client_a.get(f"/ping/{token}").status_code == HTTPStatus.OK
+    assert client_a.get(f"/ping/{token}/ok").status_code == HTTPStatus.TOO_MANY_REQUESTS
+    with tenant_scope("tenant_a"):
+        assert not ContactLog.objects.filter(resident=hanako).exists()
+
+
+def test_unknown_signal_is_404(client_a, staff_a, hanako):
+    _device_obj, token = _device(hanako, staff_a)
+    assert client_a.get(f"/ping/{token}/explode").status_code == HTTPStatus.NOT_FOUND
