@@ -255,6 +255,7 @@ def live_server_url(committed_db, settings):
     Returns a function giving the URL of a host on it; browsers map every host name to
     127.0.0.1 (see tests/browser/conftest.py).
     """
+    import asyncio
     import socket
     import threading
     import time
@@ -277,5 +278,11 @@ def live_server_url(committed_db, settings):
         assert time.monotonic() < deadline, "live server did not start"
         time.sleep(0.05)
     yield lambda host: f"http://{host}:{port}"
+    # The edge ping path keeps a connection pool on the server's loop: close it there, or
+    # its connections outlive the test database.
+    fast_ping = application.application_mapping["http"]
+    if fast_ping.pool is not None and not fast_ping.pool_loop.is_closed():
+        asyncio.run_coroutine_threadsafe(fast_ping.pool.close(), fast_ping.pool_loop).result(10)
+        fast_ping.pool = None
     server.should_exit = True
     thread.join(timeout=10)

@@ -155,10 +155,15 @@ def do_set_rhythm(*, resident: Resident, channel: str = "", interval: timedelta 
     return rhythm
 
 
+def _summarise_rhythms(resident: Resident, rhythms) -> None:
+    """The resident's next due time is about the person: devices' own rhythms do not count
+    (a heartbeat must not touch the resident); any overdue rhythm makes them overdue."""
+    resident.next_due_at = min((r.alert_at for r in rhythms if r.alert_at and r.device_id is None), default=None)
+    resident.is_overdue = any(r.state == Rhythm.State.OVERDUE for r in rhythms)
+
+
 def _refresh_resident_due(resident: Resident) -> None:
-    rhythms = list(Rhythm.objects.filter(resident=resident).values_list("alert_at", "state"))
-    resident.next_due_at = min((a for a, _s in rhythms if a), default=None)
-    resident.is_overdue = any(s == Rhythm.State.OVERDUE for _a, s in rhythms)
+    _summarise_rhythms(resident, Rhythm.objects.filter(resident=resident).only("alert_at", "state", "device_id"))
     Resident.objects.filter(pk=resident.pk).update(next_due_at=resident.next_due_at, is_overdue=resident.is_overdue)
 
 
@@ -255,8 +260,7 @@ def _reset_rhythms(resident: Resident, occurred: datetime, *, channel: str, devi
             lowered = min(filter(None, [lowered, rhythm.alert_at]))
     if lowered is not None:
         do_lower_wakeup(connection.schema_name, OVERDUE, lowered)
-    resident.next_due_at = min((r.alert_at for r in rhythms if r.alert_at), default=None)
-    resident.is_overdue = any(r.state == Rhythm.State.OVERDUE for r in rhythms)
+    _summarise_rhythms(resident, rhythms)
 
 
 # Devices.
@@ -326,6 +330,19 @@ def do_record_device_signal(*, device: Device, signal: str, at: datetime | None 
             send_event_on_commit(resident_event(resident, "device.battery_low", device=device.pk),
                                  resident_audience(resident))
     return None
+
+
+def do_device_rhythm_recovered(*, device: Device, at: datetime) -> None:
+    """A device whose own rhythm was overdue signalled again (its last_signal_at is
+    already recorded by the fast ping path): put the rhythm back on time, clear the
+    resident's overdue mark if nothing else is overdue, and tell those watching."""
+    resident = device.resident
+    with transaction.atomic():
+        _reset_rhythms(resident, at, channel=Channel.DEVICE, device=device)
+        Resident.objects.filter(pk=resident.pk).update(next_due_at=resident.next_due_at,
+                                                       is_overdue=resident.is_overdue)
+        send_event_on_commit(resident_event(resident, "device.recovered", device=device.pk),
+                             resident_audience(resident))
 
 
 # Overdue detection.

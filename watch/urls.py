@@ -1,6 +1,7 @@
 from django.urls import path
 
 from watch import api, views
+from watch.views_import import import_urlpatterns
 
 app_name = "watch"
 
@@ -9,6 +10,7 @@ urlpatterns = [
     path("my/", views.my_residents, name="my_residents"),
     path("residents/<int:pk>/", views.resident_detail, name="resident"),
     path("residents/<int:pk>/contacts/", views.log_contact, name="log_contact"),
+    *import_urlpatterns,
 ]
 
 api_urlpatterns = [
