@@ -13,6 +13,8 @@ app.conf.beat_schedule = {
     # A resident who goes overdue is marked within seconds (see watch.tasks).
     "detect-overdue": {"task": "watch.detect_overdue", "schedule": 3.0, "options": {"expires": 10}},
     "sweep-wakeups": {"task": "watch.sweep_wakeups", "schedule": 15 * 60},
+    "resume-ended-pauses": {"task": "tenants.fan_out", "schedule": 60 * 60,
+                            "args": ("watch.tasks.resume_ended_pauses",)},
     "clear-expired-sessions": {
         "task": "tenants.fan_out",
         "schedule": 60 * 60,

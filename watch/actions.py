@@ -107,6 +107,51 @@ def check_can_manage_residents(actor: User) -> None:
         raise PermissionDenied(_("Only staff and case workers can change residents and their teams."))
 
 
+def do_set_resident_status(*, actor: User | None, resident: Resident, status: str, reason: str = "",
+                           until=None) -> Resident:
+    """Pause (in hospital, travelling: with a reason and an optional end date), end (moved,
+    in care, deceased) or resume watch-over. Paused and ended residents never go overdue;
+    resuming starts their clocks afresh. actor None: the platform itself (a pause ending)."""
+    if actor is not None:
+        check_can_manage_residents(actor)
+    if status not in Resident.Status.values:
+        raise ValidationError({"status": [_("Choose one of the states offered.")]})
+    if status == Resident.Status.ENDED and reason not in Resident.EndReason.values:
+        raise ValidationError({"reason": [_("Say why watch-over ends.")]})
+    if status == Resident.Status.PAUSED and not reason.strip():
+        raise ValidationError({"reason": [_("Say why watch-over is paused.")]})
+    now = timezone.now()
+    with transaction.atomic():
+        resident.status = status
+        resident.paused_reason = reason.strip() if status == Resident.Status.PAUSED else ""
+        resident.paused_until = until if status == Resident.Status.PAUSED else None
+        resident.end_reason = reason if status == Resident.Status.ENDED else ""
+        resident.ended_at = now if status == Resident.Status.ENDED else None
+        resident.save(update_fields=["status", "paused_reason", "paused_until", "end_reason", "ended_at"])
+        rhythms = Rhythm.objects.filter(resident=resident)
+        if status == Resident.Status.ACTIVE:
+            for rhythm in rhythms.filter(state=Rhythm.State.PAUSED):
+                rhythm.state, rhythm.alert_at = Rhythm.State.OK, now + rhythm.interval + rhythm.grace
+                rhythm.save(update_fields=["state", "alert_at"])
+                do_lower_wakeup(connection.schema_name, OVERDUE, rhythm.alert_at)
+        else:
+            rhythms.update(state=Rhythm.State.PAUSED, overdue_since=None)
+        _refresh_resident_due(resident)
+        send_event_on_commit(resident_event(resident, "resident.status", status=status), resident_audience(resident))
+    logger.info("user %s set resident %s to %s", actor.pk if actor else "-", resident.pk, status)
+    return resident
+
+
+def do_resume_ended_pauses(today) -> int:
+    """Resume every resident whose pause was due to end before `today`."""
+    due = Resident.objects.filter(status=Resident.Status.PAUSED, paused_until__lt=today).select_related("area")
+    count = 0
+    for resident in due:
+        do_set_resident_status(actor=None, resident=resident, status=Resident.Status.ACTIVE)
+        count += 1
+    return count
+
+
 def do_assign(*, actor: User, resident: Resident, user: User) -> Assignment:
     check_can_manage_residents(actor)
     if user.role not in {User.Role.VOLUNTEER, User.Role.CASE_WORKER}:
@@ -158,7 +203,8 @@ def do_set_rhythm(*, resident: Resident, channel: str = "", interval: timedelta 
 def _summarise_rhythms(resident: Resident, rhythms) -> None:
     """The resident's next due time is about the person: devices' own rhythms do not count
     (a heartbeat must not touch the resident); any overdue rhythm makes them overdue."""
-    resident.next_due_at = min((r.alert_at for r in rhythms if r.alert_at and r.device_id is None), default=None)
+    resident.next_due_at = min((r.alert_at for r in rhythms
+                                if r.alert_at and r.device_id is None and r.state != Rhythm.State.PAUSED), default=None)
     resident.is_overdue = any(r.state == Rhythm.State.OVERDUE for r in rhythms)
 
 
@@ -247,7 +293,7 @@ def _reset_rhythms(resident: Resident, occurred: datetime, *, channel: str, devi
     for rhythm in rhythms:
         satisfied = (rhythm.device_id == device.pk) if device else (rhythm.device_id is None and
                                                                    rhythm.channel in ("", channel))
-        if not satisfied:
+        if not satisfied or rhythm.state == Rhythm.State.PAUSED:
             continue
         if rhythm.last_contact_at and rhythm.last_contact_at >= occurred and rhythm.state == Rhythm.State.OK:
             continue

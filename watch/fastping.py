@@ -40,7 +40,7 @@ r AS (
     WHERE device_id = (SELECT id FROM d) AND state = 'ok'
     RETURNING id)
 SELECT (SELECT id FROM d),
-       EXISTS (SELECT 1 FROM {rhythm} WHERE device_id = (SELECT id FROM d) AND state <> 'ok'),
+       EXISTS (SELECT 1 FROM {rhythm} WHERE device_id = (SELECT id FROM d) AND state = 'overdue'),
        (SELECT count(*) FROM r)
 """
 _CLASSIFY = "SELECT kind FROM {device} WHERE token_hash = %(hash)s AND revoked_at IS NULL"

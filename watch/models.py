@@ -282,6 +282,8 @@ class Rhythm(models.Model):
     class State(models.TextChoices):
         OK = "ok", _("On time")
         OVERDUE = "overdue", _("Overdue")
+        # The resident's watch-over is paused or ended: the rhythm is off the clock.
+        PAUSED = "paused", _("Paused")
 
     resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="rhythms")
     channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices, blank=True)

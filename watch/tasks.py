@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from tenants.tasks import active_schema_names, tenant_task
 from tenants.wakeups import due_schema_names
-from watch.actions import OVERDUE, do_mark_overdue
+from watch.actions import OVERDUE, do_mark_overdue, do_resume_ended_pauses
 
 logger = logging.getLogger(__name__)
 
@@ -33,3 +33,8 @@ def sweep_wakeups() -> int:
         mark_overdue_in_tenant.run(schema_name)
         count += 1
     return count
+
+
+@tenant_task
+def resume_ended_pauses() -> int:
+    return do_resume_ended_pauses(timezone.localdate())

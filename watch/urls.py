@@ -10,6 +10,10 @@ urlpatterns = [
     path("my/", views.my_residents, name="my_residents"),
     path("residents/<int:pk>/", views.resident_detail, name="resident"),
     path("residents/<int:pk>/contacts/", views.log_contact, name="log_contact"),
+    path("residents/<int:pk>/team/", views.change_team, name="change_team"),
+    path("residents/<int:pk>/consent/", views.record_consent, name="record_consent"),
+    path("residents/<int:pk>/status/", views.set_status, name="set_status"),
+    path("disaster-sharing/", views.disaster_sharing, name="disaster_sharing"),
     *import_urlpatterns,
 ]
 

@@ -1,4 +1,6 @@
 """Web pages of watch-over and the device ping URL."""
+from datetime import date
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -19,9 +21,10 @@ from watch.access import (
     get_resident_for_user,
     residents_for_user,
 )
-from watch.models import Channel, ContactLog, Device, Outcome
+from watch.models import Channel, ContactLog, Device, DisasterSharing, Outcome, Resident
 
 OVERVIEW_PAGE = 100
+MANAGER_ROLES = {User.Role.ADMIN, User.Role.MUNICIPAL_STAFF, User.Role.CASE_WORKER}
 
 
 @login_required
@@ -42,6 +45,8 @@ def overview(request):
         "page": page, "areas": areas_for_user(request.user), "area_id": area_id,
         "overdue_count": residents.filter(is_overdue=True).count(),
         "attached": bool(area_paths_for_user(request.user)), "labels": live_labels(),
+        "can_manage": request.user.role in MANAGER_ROLES,
+        "disaster": DisasterSharing.objects.filter(ended_at=None).first(),
     })
 
 
@@ -83,6 +88,11 @@ def resident_detail(request, pk: int):
         "emergency_contacts": resident.emergency_contacts.all(),
         "consents": resident.consent_records.select_related("recorded_by")[:5] if sensitive else [],
         "channels": Channel.choices, "outcomes": Outcome.choices,
+        "can_manage": request.user.role in MANAGER_ROLES,
+        "candidates": User.objects.filter(is_active=True, role__in=[User.Role.VOLUNTEER, User.Role.CASE_WORKER])
+        if request.user.role in MANAGER_ROLES else [],
+        "consent_states": Resident.Consent.choices, "statuses": Resident.Status.choices,
+        "end_reasons": Resident.EndReason.choices,
     })
 
 
@@ -98,12 +108,87 @@ def log_contact(request, pk: int):
             note=request.POST.get("note", ""),
         )
     except ValidationError as exc:
-        for errors in exc.message_dict.values():
-            for error in errors:
-                messages.error(request, error)
-        return redirect("watch:resident", pk=pk)
+        return _refused(request, exc, resident_detail, pk=pk)
     messages.success(request, _("Saved."))
     return redirect("watch:resident", pk=pk)
+
+
+def _refused(request, exc: ValidationError, page, **kwargs):
+    """Bad form input: the page again, with the messages, as 400; nothing was saved."""
+    for errors in (exc.message_dict.values() if hasattr(exc, "error_dict") else [exc.messages]):
+        for error in errors:
+            messages.error(request, error)
+    response = page(request, **kwargs)
+    response.status_code = 400
+    return response
+
+
+@login_required
+@require_http_methods(["POST"])
+def change_team(request, pk: int):
+    """Add or remove a volunteer or case worker on the resident's team."""
+    resident = get_resident_for_user(request.user, pk)
+    actions.check_can_manage_residents(request.user)
+    member = User.objects.filter(pk=request.POST.get("user") or 0, is_active=True).first()
+    try:
+        if member is None:
+            raise ValidationError({"user": [_("Choose a volunteer or case worker.")]})
+        if request.POST.get("remove"):
+            actions.do_unassign(actor=request.user, resident=resident, user=member)
+        else:
+            actions.do_assign(actor=request.user, resident=resident, user=member)
+    except ValidationError as exc:
+        return _refused(request, exc, resident_detail, pk=pk)
+    return redirect("watch:resident", pk=pk)
+
+
+@login_required
+@require_http_methods(["POST"])
+def record_consent(request, pk: int):
+    resident = get_resident_for_user(request.user, pk)
+    actions.check_can_manage_residents(request.user)
+    try:
+        actions.do_record_consent(
+            actor=request.user, resident=resident, status=request.POST.get("status", ""),
+            share_with_volunteers=bool(request.POST.get("share_with_volunteers")),
+            share_with_association=bool(request.POST.get("share_with_association")),
+            note=request.POST.get("note", "")[:500],
+        )
+    except ValidationError as exc:
+        return _refused(request, exc, resident_detail, pk=pk)
+    messages.success(request, _("Saved."))
+    return redirect("watch:resident", pk=pk)
+
+
+@login_required
+@require_http_methods(["POST"])
+def set_status(request, pk: int):
+    resident = get_resident_for_user(request.user, pk)
+    try:
+        try:
+            until = date.fromisoformat(request.POST["until"]) if request.POST.get("until") else None
+        except ValueError as exc:
+            raise ValidationError({"until": [_("Enter the date as YYYY-MM-DD.")]}) from exc
+        actions.do_set_resident_status(actor=request.user, resident=resident, status=request.POST.get("status", ""),
+                                       reason=request.POST.get("reason", "")[:200], until=until)
+    except ValidationError as exc:
+        return _refused(request, exc, resident_detail, pk=pk)
+    messages.success(request, _("Saved."))
+    return redirect("watch:resident", pk=pk)
+
+
+@login_required
+@require_http_methods(["POST"])
+def disaster_sharing(request):
+    """Switch the disaster exception on (with a reason) or off; every switch is logged."""
+    try:
+        if request.POST.get("end"):
+            actions.do_end_disaster_sharing(actor=request.user)
+        else:
+            actions.do_start_disaster_sharing(actor=request.user, reason=request.POST.get("reason", "")[:300])
+    except ValidationError as exc:
+        return _refused(request, exc, overview)
+    return redirect("watch:overview")
 
 
 NOT_FOUND = "not found\n"

@@ -30,7 +30,7 @@ from watch.models import Area, ConsentRecord, EmergencyContact, Resident, Rhythm
 
 IMPORT_URL = "/watch/import/"
 
-_COPY = Path(__file__).parent / "data" / "residents_sample_cp932.csv"
+_COPY = Path(settings.BASE_DIR) / "watch" / "demo" / "residents_sample_cp932.csv"
 _SHARED = Path(settings.BASE_DIR).parent / "shared" / "data" / "residents_sample_cp932.csv"
 SAMPLE = _COPY if _COPY.exists() else _SHARED
 

@@ -1,4 +1,5 @@
-"""Demo tenants and users for trying the platform locally. Idempotent: a second run
+"""Demo tenants, users and residents for trying the platform locally (in `watch`, the
+highest app whose data it makes). Idempotent: a second run
 keeps what exists and prints the same credentials (kept in .data/, never committed)."""
 import json
 import secrets
@@ -27,6 +28,36 @@ DEMO_USERS = [
     ("volunteer", "民生 和子", User.Role.VOLUNTEER),
     ("officer", "自治 次郎", User.Role.ASSOCIATION_OFFICER),
 ]
+SAMPLE = settings.BASE_DIR / "watch" / "demo" / "residents_sample_cp932.csv"
+
+
+def load_demo_residents() -> str | None:
+    """Import the sample residents' list (its clean rows), give the volunteer the residents
+    who consented, attach the officer to their association, and register one button.
+    Returns the button's token (shown once), or None if residents already exist."""
+    from watch.actions import do_assign, do_register_device
+    from watch.importing import check_import, do_import_residents
+    from watch.models import Area, AreaMembership, Resident
+
+    if Resident.objects.exists():
+        return None
+    admin = User.objects.get(username="admin")
+    data = SAMPLE.read_bytes()
+    bad = set(check_import(data, create_areas=True).error_lines)
+    lines = data.split(b"\r\n")
+    clean = b"\r\n".join(line for number, line in enumerate(lines, start=1) if number not in bad)
+    do_import_residents(actor=admin, data=clean, create_areas=True)
+    volunteer = User.objects.get(username="volunteer")
+    for resident in Resident.objects.filter(consent_share_with_volunteers=True):
+        do_assign(actor=admin, resident=resident, user=volunteer)
+    officer = User.objects.get(username="officer")
+    for area in Area.objects.filter(kind=Area.Kind.ASSOCIATION):
+        AreaMembership.objects.get_or_create(user=officer, area=area)
+    _device, token = do_register_device(actor=admin, resident=Resident.objects.get(external_id="1"),
+                                        kind="button", name="玄関の見守りボタン")
+    return token
+
+
 def credentials_file():
     """Where the demo passwords of this database are kept (never committed)."""
     db = settings.DATABASES["default"]
@@ -56,12 +87,21 @@ class Command(BaseCommand):
                         creds[f"{schema}:{username}"] = secrets.token_urlsafe(9)
                         do_create_user(username=username, password=creds[f"{schema}:{username}"],
                                        role=role, display_name=name, email=f"{username}@{schema}.example")
+                if schema == "kyotanabe":
+                    token = load_demo_residents()
+                    if token:
+                        creds["kyotanabe:device"] = token
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(creds, indent=1))
         path.chmod(0o600)
         self.print_credentials(creds)
 
     def print_credentials(self, creds):
+        if creds.get("kyotanabe:device"):
+            port = f":{settings.SITE_PORT}" if settings.SITE_PORT else ""
+            self.stdout.write("A demo watch-over button (山田 花子) pings like this:")
+            self.stdout.write(f"  curl http://kyotanabe.{settings.TENANT_BASE_DOMAIN}{port}"
+                              f"/ping/{creds['kyotanabe:device']}")
         port = f":{settings.SITE_PORT}" if settings.SITE_PORT else ""
         out = self.stdout
         out.write("")
