@@ -10,12 +10,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from notifications.routing import websocket_urlpatterns  # noqa: E402
 from tenants.websocket import TenantWebsocketMiddleware  # noqa: E402
-from watch.fastping import FastPing  # noqa: E402
+from watch.edge import Edge  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # Device heartbeats are answered at the edge; everything else goes to Django.
-        "http": FastPing(django_asgi_app),
+        # Device heartbeats and volunteers' check-ins are answered at the edge (watch/edge.py).
+        "http": Edge(django_asgi_app),
         "websocket": TenantWebsocketMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )

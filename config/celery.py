@@ -13,6 +13,8 @@ app.conf.beat_schedule = {
     # A resident who goes overdue is marked within seconds (see watch.tasks).
     "detect-overdue": {"task": "watch.detect_overdue", "schedule": 3.0, "options": {"expires": 10}},
     "sweep-wakeups": {"task": "watch.sweep_wakeups", "schedule": 15 * 60},
+    # Escalation steps run when due even if their task was lost (see outreach.tasks).
+    "sweep-escalations": {"task": "outreach.sweep_escalations", "schedule": 5.0, "options": {"expires": 10}},
     "resume-ended-pauses": {"task": "tenants.fan_out", "schedule": 60 * 60,
                             "args": ("watch.tasks.resume_ended_pauses",)},
     "clear-expired-sessions": {
@@ -20,4 +22,7 @@ app.conf.beat_schedule = {
         "schedule": 60 * 60,
         "args": ("tenants.accounts.tasks.clear_expired_sessions",),
     },
+    # Re-drives notifications whose delivery message was lost (dead worker, flushed Redis).
+    "deliveries": {"task": "tenants.fan_out", "schedule": 60.0,
+                   "args": ("notifications.tasks.sweep_deliveries",), "options": {"expires": 50}},
 }

@@ -10,6 +10,8 @@ urlpatterns = [
     path("", account_views.home, name="home"),
     path("accounts/", include((tenant_patterns, "accounts"))),
     path("watch/", include("watch.urls")),
+    path("outreach/", include("outreach.urls")),
+    path("notifications/", include("notifications.urls")),
     path("api/v1/", include((api_urlpatterns, "api"))),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     *ping_urlpatterns,

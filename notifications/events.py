@@ -53,6 +53,11 @@ def send_event_on_commit(event: dict, audience: Iterable[str], schema_name: str 
 
 
 def publish(groups: list[str], event: dict) -> None:
+    async_to_sync(send_to_groups)(groups, event)
+
+
+async def send_to_groups(groups: list[str], event: dict) -> None:
+    """Publish now, from async code that has already committed (the edge paths)."""
     layer = get_channel_layer()
     for group in groups:
-        async_to_sync(layer.group_send)(group, {"type": "live.event", "event": event})
+        await layer.group_send(group, {"type": "live.event", "event": event})

@@ -5,3 +5,14 @@ from django.utils.translation import gettext_lazy as _
 class OutreachConfig(AppConfig):
     name = "outreach"
     verbose_name = _("Outreach")
+
+    def ready(self):
+        from notifications.hooks import reply_received
+        from outreach import receivers
+
+        reply_received.connect(receivers.acknowledge_by_reply, dispatch_uid="outreach-ack-by-reply")
+
+        from outreach.views import resident_panel
+        from watch.views import resident_panels
+
+        resident_panels.append(resident_panel)

@@ -58,3 +58,15 @@ def forget_cached_hosts() -> None:
 
 def is_public(tenant) -> bool:
     return tenant.schema_name == get_public_schema_name()
+
+
+def absolute_url(schema_name: str, path: str) -> str:
+    """A link into the tenant for messages sent outside any request (email, LINE, SMS)."""
+    from django.conf import settings
+
+    from tenants.models import Domain
+
+    domain = (Domain.objects.filter(tenant__schema_name=schema_name).order_by("-is_primary", "pk")
+              .values_list("domain", flat=True).first())
+    port = f":{settings.SITE_PORT}" if settings.SITE_PORT else ""
+    return f"{settings.SITE_SCHEME}://{domain}{port}{path}"

@@ -10,6 +10,7 @@ import logging
 
 from celery import current_app, shared_task
 from django.db import connection, transaction
+from django_tenants.utils import get_public_schema_name
 
 from tenants.context import tenant_scope
 
@@ -24,8 +25,10 @@ def tenant_task(*task_args, **task_options):
         def run(schema_name: str, *args, **kwargs):
             from tenants.models import Tenant
 
-            connection.set_schema_to_public()
-            if not Tenant.objects.filter(schema_name=schema_name, is_active=True).exists():
+            # Scopes restore the caller's schema: an eager task may run inside a tenant's code.
+            with tenant_scope(get_public_schema_name()):
+                active = Tenant.objects.filter(schema_name=schema_name, is_active=True).exists()
+            if not active:
                 logger.warning("task %s skipped: tenant %s is unknown or inactive", fn.__name__, schema_name)
                 return None
             with tenant_scope(schema_name):

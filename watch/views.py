@@ -8,6 +8,7 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse, HttpResponseNotFound
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -24,6 +25,8 @@ from watch.access import (
 from watch.models import Channel, ContactLog, Device, DisasterSharing, Outcome, Resident
 
 OVERVIEW_PAGE = 100
+# Apps to the right add parts to the resident page: functions (request, resident) -> HTML.
+resident_panels: list = []
 MANAGER_ROLES = {User.Role.ADMIN, User.Role.MUNICIPAL_STAFF, User.Role.CASE_WORKER}
 
 
@@ -93,6 +96,7 @@ def resident_detail(request, pk: int):
         if request.user.role in MANAGER_ROLES else [],
         "consent_states": Resident.Consent.choices, "statuses": Resident.Status.choices,
         "end_reasons": Resident.EndReason.choices,
+        "panels": [mark_safe(panel(request, resident)) for panel in resident_panels],  # noqa: S308 - our templates
     })
 
 

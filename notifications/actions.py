@@ -1,0 +1,247 @@
+"""Every change to notifications and preferences. Views, tasks and the LINE webhook
+call these; other apps call `do_notify`."""
+import logging
+import re
+from datetime import time
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.http import Http404
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from notifications.events import send_event_on_commit, to_user
+from notifications.hooks import reply_received
+from notifications.models import EXTERNAL_CHANNELS, Channel, ChannelPreference, Notification
+from tenants.tasks import enqueue_on_commit
+
+logger = logging.getLogger(__name__)
+
+E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
+LINE_USER_ID = re.compile(r"^U[0-9a-f]{32}$")
+UNSET = object()
+
+
+# Reading ------------------------------------------------------------------------------
+
+def notifications_for_user(user) -> QuerySet[Notification]:
+    """The user's own notifications, newest first. Nobody sees anyone else's."""
+    return Notification.objects.filter(recipient=user).order_by("-created_at", "-pk")
+
+
+def get_notification_for_user(user, notification_id) -> Notification:
+    """The user's notification, or 404 alike for missing and not theirs."""
+    try:
+        return notifications_for_user(user).get(pk=int(notification_id))
+    except (Notification.DoesNotExist, ValueError, TypeError) as exc:
+        raise Http404 from exc
+
+
+def get_unread_count_for_user(user) -> int:
+    return Notification.objects.filter(recipient=user, read_at=None).count()
+
+
+def get_preference_for_user(user) -> ChannelPreference:
+    """The user's channel preference; an unsaved default if they never chose."""
+    return ChannelPreference.objects.filter(user=user).first() or ChannelPreference(user=user)
+
+
+def failed_notifications() -> QuerySet[Notification]:
+    """Notifications that failed for good, newest failure first (staff only: the view checks)."""
+    return (Notification.objects.filter(state=Notification.State.FAILED)
+            .select_related("recipient").prefetch_related("attempts").order_by("-failed_at", "-pk"))
+
+
+# Notifying ----------------------------------------------------------------------------
+
+def do_notify(*, recipient, kind: str, title: str, body: str, url: str = "", urgent: bool = False,
+              dedupe_key: str) -> tuple[Notification, bool]:
+    """Notify `recipient` once per `dedupe_key`: the in-app notification exists at once
+    (and is announced live after commit); external delivery is enqueued after commit.
+
+    Calling it again with the same (recipient, dedupe_key), also concurrently, returns
+    the existing notification and `created=False`, and sends nothing.
+    """
+    if not dedupe_key or len(dedupe_key) > 200:
+        raise ValueError("dedupe_key must be 1 to 200 characters")
+    if len(kind) > 64:
+        raise ValueError("kind must be at most 64 characters")
+    existing = Notification.objects.filter(recipient=recipient, dedupe_key=dedupe_key).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            notification = Notification.objects.create(
+                recipient=recipient, kind=kind, title=title[:200], body=body, url=url[:500], urgent=urgent,
+                dedupe_key=dedupe_key, next_attempt_at=timezone.now(),
+            )
+    except IntegrityError:
+        # A concurrent call created it first (the unique constraint waited for it).
+        return Notification.objects.get(recipient=recipient, dedupe_key=dedupe_key), False
+    send_event_on_commit({
+        "type": "notification.created", "text": notification.title,
+        "notification": {"id": notification.pk, "kind": kind, "title": notification.title, "url": notification.url,
+                         "urgent": urgent},
+        "unread": get_unread_count_for_user(recipient),
+    }, [to_user(recipient.pk)])
+    from notifications.tasks import deliver  # tasks import delivery, which imports nothing of this module
+
+    enqueue_on_commit(deliver, notification.pk)
+    return notification, True
+
+
+def _announce_unread(user) -> None:
+    send_event_on_commit({"type": "notification.read", "unread": get_unread_count_for_user(user)}, [to_user(user.pk)])
+
+
+def do_mark_read(*, user, notification: Notification) -> bool:
+    """Mark the user's own notification read; True if it was unread."""
+    if notification.recipient_id != user.pk:
+        raise Http404
+    changed = Notification.objects.filter(pk=notification.pk, read_at=None).update(read_at=timezone.now()) == 1
+    if changed:
+        _announce_unread(user)
+    return changed
+
+
+def do_mark_all_read(*, user) -> int:
+    changed = Notification.objects.filter(recipient=user, read_at=None).update(read_at=timezone.now())
+    if changed:
+        _announce_unread(user)
+    return changed
+
+
+# Preferences --------------------------------------------------------------------------
+
+def check_phone(value: str) -> str:
+    """A phone number in E.164; Japanese domestic numbers (090-1234-5678) become +81."""
+    phone = re.sub(r"[\s\-()（）‐－]", "", value or "")
+    phone = phone.translate(str.maketrans("０１２３４５６７８９＋", "0123456789+"))
+    if not phone:
+        return ""
+    if phone.startswith("0") and not phone.startswith("00"):
+        phone = "+81" + phone[1:]
+    if not E164.match(phone):
+        raise ValidationError(_("Enter the phone number in international form, e.g. +819012345678."), code="phone")
+    return phone
+
+
+def check_time(value) -> time | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, time):
+        return value
+    match = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])(:[0-5][0-9])?", str(value).strip())
+    if not match:
+        raise ValidationError(_("Enter a time like 22:00."), code="time")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def check_webpush_subscription(subscription) -> dict:
+    from notifications.delivery import webpush_endpoint_allowed
+
+    if not isinstance(subscription, dict):
+        raise ValidationError(_("This push subscription is not valid."), code="webpush")
+    endpoint = subscription.get("endpoint")
+    keys = subscription.get("keys")
+    if not isinstance(endpoint, str) or not isinstance(keys, dict) or not all(
+        isinstance(keys.get(k), str) and keys.get(k) for k in ("p256dh", "auth")
+    ):
+        raise ValidationError(_("This push subscription is not valid."), code="webpush")
+    if not webpush_endpoint_allowed(endpoint):
+        raise ValidationError(_("This push service is not supported."), code="webpush")
+    return {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}}
+
+
+def do_set_preferences(*, user, channels: list[str], line_user_id: str = "", phone: str = "",
+                       quiet_start=None, quiet_end=None) -> ChannelPreference:
+    """Save the user's channels (in order), addresses and quiet hours.
+
+    Raises ValidationError with a message per field (channels, phone, line_user_id,
+    quiet_start) and saves nothing if any is wrong.
+    """
+    errors: dict[str, list[str]] = {}
+    preference = get_preference_for_user(user)
+
+    ordered: list[str] = []
+    for channel in channels or []:
+        if channel not in EXTERNAL_CHANNELS:
+            errors.setdefault("channels", []).append(_("Unknown channel: %(channel)s.") % {"channel": channel})
+        elif channel not in ordered:
+            ordered.append(channel)
+
+    try:
+        phone = check_phone(phone)
+    except ValidationError as exc:
+        errors.setdefault("phone", []).extend(exc.messages)
+        phone = None
+    line_user_id = (line_user_id or "").strip()
+    if line_user_id:
+        if not LINE_USER_ID.match(line_user_id):
+            errors.setdefault("line_user_id", []).append(
+                _("A LINE user ID is U followed by 32 characters 0-9 and a-f."))
+        elif ChannelPreference.objects.filter(line_user_id=line_user_id).exclude(user=user).exists():
+            errors.setdefault("line_user_id", []).append(_("This LINE user ID is linked to another person."))
+
+    try:
+        start, end = check_time(quiet_start), check_time(quiet_end)
+    except ValidationError as exc:
+        errors.setdefault("quiet_start", []).extend(exc.messages)
+        start = end = None
+    else:
+        if (start is None) != (end is None):
+            errors.setdefault("quiet_start", []).append(
+                _("Give both the start and the end of quiet hours, or neither."))
+        elif start is not None and start == end:
+            errors.setdefault("quiet_start", []).append(_("Quiet hours must start and end at different times."))
+
+    if Channel.EMAIL in ordered and not user.email:
+        errors.setdefault("channels", []).append(_("Your account has no email address."))
+    if Channel.SMS in ordered and phone == "":
+        errors.setdefault("phone", []).append(_("Enter a phone number to receive SMS."))
+    if Channel.LINE in ordered and not line_user_id:
+        errors.setdefault("line_user_id", []).append(_("Enter your LINE user ID to receive LINE messages."))
+    if Channel.WEBPUSH in ordered and not preference.webpush_subscription:
+        errors.setdefault("channels", []).append(_("Turn on push notifications on this phone first."))
+    if errors:
+        raise ValidationError(errors)
+
+    preference.channels = ordered
+    preference.phone = phone
+    preference.line_user_id = line_user_id
+    preference.quiet_start, preference.quiet_end = start, end
+    preference.save()
+    logger.info("user %s set notification channels %s", user.pk, ordered)
+    return preference
+
+
+def do_set_webpush_subscription(*, user, subscription: dict | None) -> ChannelPreference:
+    """Store (or with None, forget) the push subscription of the user's phone. Forgetting
+    it also takes web push out of the user's channels."""
+    preference = get_preference_for_user(user)
+    if subscription is None:
+        preference.webpush_subscription = None
+        preference.channels = [c for c in preference.channels if c != Channel.WEBPUSH]
+    else:
+        preference.webpush_subscription = check_webpush_subscription(subscription)
+        if Channel.WEBPUSH not in preference.channels:
+            preference.channels = [Channel.WEBPUSH.value, *preference.channels]
+    preference.save()
+    return preference
+
+
+# Replies ------------------------------------------------------------------------------
+
+def get_user_for_line_id(line_user_id: str):
+    preference = (ChannelPreference.objects.select_related("user")
+                  .filter(line_user_id=line_user_id, user__is_active=True).first())
+    return preference.user if preference else None
+
+
+def do_receive_reply(*, user, channel: str, text: str, event_id: str = "") -> None:
+    """A person answered on an external channel: tell whoever listens (outreach).
+    `event_id` is the provider's id of the message (LINE redelivers with the same id)."""
+    logger.info("reply from user %s on %s", user.pk, channel)
+    reply_received.send(sender=do_receive_reply, user=user, channel=channel, text=text, event_id=event_id)
+

@@ -1,0 +1,435 @@
+"""External delivery: the providers, and the run that tries them in the person's order.
+
+Every provider goes through its real client library (Django's mail, line-bot-sdk,
+twilio, pywebpush), with a timeout on every call; tests point them at a local fake
+server through the *_API_BASE settings (and the push endpoint of a subscription).
+
+`do_deliver` is one delivery run for one notification. It holds the notification by a
+lease (compare-and-set on `delivering_until`), so two runs of the same task never send
+twice, and it always leaves the row in a state the sweep can pick up again.
+"""
+import json
+import logging
+import re
+import smtplib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from notifications.events import send_event_on_commit, to_role
+from notifications.models import Channel, ChannelPreference, DeliveryAttempt, Notification
+
+logger = logging.getLogger(__name__)
+
+ANSWER_LIMIT = 1000
+STAFF_ROLES = ("admin", "municipal_staff")
+
+
+@dataclass
+class ProviderResult:
+    """What a provider answered. `transient`: worth trying the same channel again later
+    (timeout, connection error, 5xx, 429); otherwise a failure is final for the channel."""
+
+    ok: bool
+    status: int | None = None
+    answer: str = ""
+    error: str = ""
+    transient: bool = False
+
+
+def failure_for_status(status: int | None, answer: str = "", error: str = "") -> ProviderResult:
+    transient = status is None or status == 429 or status >= 500
+    return ProviderResult(ok=False, status=status, answer=answer, error=error or f"HTTP {status}",
+                          transient=transient)
+
+
+def timeout_seconds() -> float:
+    return float(settings.NOTIFICATION_PROVIDER_TIMEOUT)
+
+
+def absolute_url(path: str) -> str:
+    """The link of a notification as an address outside the app (the tenant's host)."""
+    if not path or path.startswith(("http://", "https://")):
+        return path
+    from tenants.models import Domain
+
+    domain = (Domain.objects.filter(tenant__schema_name=connection.schema_name)
+              .order_by("-is_primary", "pk").values_list("domain", flat=True).first())
+    if not domain:
+        return ""
+    port = f":{settings.SITE_PORT}" if settings.SITE_PORT else ""
+    return f"{settings.SITE_SCHEME}://{domain}{port}{path}"
+
+
+def message_text(notification: Notification, limit: int) -> str:
+    parts = [notification.title]
+    if notification.body:
+        parts.append(notification.body)
+    link = absolute_url(notification.url)
+    if link:
+        parts.append(link)
+    text = "\n\n".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Provider:
+    channel: str
+
+    def configured(self) -> bool:
+        """The platform has credentials for this channel."""
+        raise NotImplementedError
+
+    def address(self, user, preference: ChannelPreference):
+        """Where this person is reached on this channel, or a false value."""
+        raise NotImplementedError
+
+    def available(self, user, preference: ChannelPreference) -> bool:
+        return self.configured() and bool(self.address(user, preference))
+
+    def send(self, notification: Notification, preference: ChannelPreference) -> ProviderResult:
+        raise NotImplementedError
+
+
+class EmailProvider(Provider):
+    channel = Channel.EMAIL
+
+    def configured(self) -> bool:
+        return bool(settings.EMAIL_BACKEND)
+
+    def address(self, user, preference):
+        return user.email
+
+    def send(self, notification, preference):
+        with translation.override(settings.LANGUAGE_CODE):
+            prefix = _("[Urgent]") + " " if notification.urgent else ""
+        message = EmailMessage(
+            subject=prefix + notification.title,
+            body=message_text(notification, 10_000),
+            to=[notification.recipient.email],
+            connection=get_connection(timeout=timeout_seconds()),
+        )
+        try:
+            sent = message.send()
+        except smtplib.SMTPRecipientsRefused as exc:
+            return ProviderResult(ok=False, status=None, answer=str(exc.recipients)[:ANSWER_LIMIT],
+                                  error="recipient refused")
+        except smtplib.SMTPResponseException as exc:
+            answer = f"{exc.smtp_code} {exc.smtp_error!r}"
+            # SMTP 4xx are temporary by definition, 5xx permanent.
+            return ProviderResult(ok=False, status=exc.smtp_code, answer=answer[:ANSWER_LIMIT],
+                                  error=type(exc).__name__, transient=exc.smtp_code < 500)
+        except (OSError, smtplib.SMTPException) as exc:
+            return failure_for_status(None, error=f"{type(exc).__name__}: {exc}")
+        return ProviderResult(ok=bool(sent), answer=f"accepted by {settings.EMAIL_BACKEND.rsplit('.', 2)[-2]}")
+
+
+class LineProvider(Provider):
+    """LINE Messaging API push (line-bot-sdk v3). The retry key is fixed per
+    notification, so a push that LINE accepted but whose answer we lost is not shown
+    twice: LINE answers 409 to the repeat, which counts as delivered."""
+
+    channel = Channel.LINE
+
+    def configured(self) -> bool:
+        return bool(settings.LINE_CHANNEL_ACCESS_TOKEN)
+
+    def address(self, user, preference):
+        return preference.line_user_id
+
+    def send(self, notification, preference):
+        import urllib3
+        from linebot.v3.messaging import (
+            ApiClient,
+            ApiException,
+            Configuration,
+            MessagingApi,
+            PushMessageRequest,
+            TextMessage,
+        )
+
+        configuration = Configuration(access_token=settings.LINE_CHANNEL_ACCESS_TOKEN, host=settings.LINE_API_BASE)
+        configuration.retries = 0  # our own retries are counted and logged; urllib3's would not be
+        retry_key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mimamori:{connection.schema_name}:{notification.pk}"))
+        request = PushMessageRequest(to=preference.line_user_id,
+                                     messages=[TextMessage(text=message_text(notification, 5000))])
+        try:
+            with ApiClient(configuration) as client:
+                response = MessagingApi(client).push_message_with_http_info(
+                    request, x_line_retry_key=retry_key, _request_timeout=timeout_seconds(),
+                )
+        except ApiException as exc:
+            body = (exc.body or b"").decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+            if exc.status == 409:
+                return ProviderResult(ok=True, status=409, answer=("already accepted: " + body)[:ANSWER_LIMIT])
+            return failure_for_status(exc.status, answer=body[:ANSWER_LIMIT], error=f"LINE {exc.status} {exc.reason}")
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            return failure_for_status(None, error=f"{type(exc).__name__}: {exc}")
+        raw = response.raw_data.decode("utf-8", "replace") if isinstance(response.raw_data, bytes) else ""
+        return ProviderResult(ok=True, status=response.status_code, answer=raw[:ANSWER_LIMIT])
+
+
+class SmsProvider(Provider):
+    """SMS through Twilio's Messages API (twilio's own client)."""
+
+    channel = Channel.SMS
+
+    def configured(self) -> bool:
+        return bool(settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN and settings.TWILIO_FROM_NUMBER)
+
+    def address(self, user, preference):
+        return preference.phone
+
+    def send(self, notification, preference):
+        import requests
+        from twilio.base.exceptions import TwilioRestException
+        from twilio.http.http_client import TwilioHttpClient
+        from twilio.rest import Client
+
+        client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN,
+                        http_client=TwilioHttpClient(timeout=timeout_seconds(), pool_connections=False))
+        client.api.base_url = settings.TWILIO_API_BASE
+        try:
+            message = client.messages.create(to=preference.phone, from_=settings.TWILIO_FROM_NUMBER,
+                                             body=message_text(notification, 1500))
+        except TwilioRestException as exc:
+            return failure_for_status(exc.status, answer=f"{exc.code or ''} {exc.msg}".strip()[:ANSWER_LIMIT],
+                                      error=f"Twilio {exc.status}")
+        except (requests.RequestException, OSError) as exc:
+            return failure_for_status(None, error=f"{type(exc).__name__}: {exc}")
+        return ProviderResult(ok=True, status=201, answer=f"sid={message.sid} status={message.status}")
+
+
+def webpush_endpoint_allowed(endpoint: str) -> bool:
+    """Only real push services (the setting's pattern): an endpoint is user input, and
+    the server must not be made to post to arbitrary addresses."""
+    return bool(re.match(settings.WEBPUSH_ENDPOINT_PATTERN, endpoint or ""))
+
+
+class WebPushProvider(Provider):
+    """Web push (VAPID) to a volunteer's phone through pywebpush."""
+
+    channel = Channel.WEBPUSH
+
+    def configured(self) -> bool:
+        return bool(settings.VAPID_PRIVATE_KEY and settings.VAPID_SUBJECT)
+
+    def address(self, user, preference):
+        subscription = preference.webpush_subscription or {}
+        return subscription.get("endpoint")
+
+    def send(self, notification, preference):
+        import requests
+        from pywebpush import WebPushException, webpush
+
+        subscription = preference.webpush_subscription
+        if not webpush_endpoint_allowed(subscription.get("endpoint", "")):
+            return ProviderResult(ok=False, error="push endpoint not allowed")
+        payload = json.dumps({"id": notification.pk, "title": notification.title, "body": notification.body,
+                              "url": notification.url, "urgent": notification.urgent}, ensure_ascii=False)
+        try:
+            response = webpush(
+                subscription_info=subscription, data=payload,
+                vapid_private_key=settings.VAPID_PRIVATE_KEY,
+                vapid_claims={"sub": settings.VAPID_SUBJECT},  # a fresh dict: pywebpush adds aud/exp to it
+                timeout=timeout_seconds(),
+                ttl=24 * 60 * 60,  # 0 would drop it when the phone is offline
+                headers={"Urgency": "high" if notification.urgent else "normal"},
+            )
+        except WebPushException as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            answer = exc.response.text if exc.response is not None else ""
+            if status in (404, 410):
+                # The browser unsubscribed: forget the subscription (only if unchanged).
+                ChannelPreference.objects.filter(
+                    pk=preference.pk, webpush_subscription__endpoint=subscription.get("endpoint")
+                ).update(webpush_subscription=None)
+            if status is None:
+                return ProviderResult(ok=False, error=str(exc.message)[:ANSWER_LIMIT])
+            return failure_for_status(status, answer=answer[:ANSWER_LIMIT], error=f"push {status}")
+        except (requests.RequestException, OSError) as exc:
+            return failure_for_status(None, error=f"{type(exc).__name__}: {exc}")
+        return ProviderResult(ok=True, status=response.status_code, answer=response.text[:ANSWER_LIMIT])
+
+
+PROVIDERS: dict[str, Provider] = {
+    p.channel.value: p for p in (EmailProvider(), LineProvider(), SmsProvider(), WebPushProvider())
+}
+
+
+def preference_for(user) -> ChannelPreference:
+    """The person's preference row, or an unsaved default (reading creates nothing)."""
+    return ChannelPreference.objects.filter(user=user).first() or ChannelPreference(user=user)
+
+
+def available_channels(user, preference: ChannelPreference) -> list[str]:
+    if not user.is_active:
+        return []
+    return [c for c in preference.channels if c in PROVIDERS and PROVIDERS[c].available(user, preference)]
+
+
+def tenant_time_zone() -> ZoneInfo:
+    from tenants.models import Tenant
+
+    name = Tenant.objects.filter(schema_name=connection.schema_name).values_list("time_zone", flat=True).first()
+    return ZoneInfo(name or settings.TIME_ZONE)
+
+
+def quiet_hours_end(preference: ChannelPreference, now: datetime, tz: ZoneInfo) -> datetime | None:
+    """When the person's quiet hours around `now` end, or None if `now` is not quiet.
+    Quiet hours may wrap midnight (22:00-07:00); the end is exclusive."""
+    start, end = preference.quiet_start, preference.quiet_end
+    if start is None or end is None or start == end:
+        return None
+    local = now.astimezone(tz)
+    t = local.time().replace(tzinfo=None)
+    quiet = (start <= t < end) if start < end else (t >= start or t < end)
+    if not quiet:
+        return None
+    day = local.date() if t < end else local.date() + timedelta(days=1)
+    return datetime.combine(day, end, tzinfo=tz)
+
+
+@dataclass
+class RunOutcome:
+    """What one delivery run did; `retry_in`: seconds until the notification is due again."""
+
+    status: str
+    retry_in: float | None = None
+
+
+class _Lease:
+    """This run's hold on a notification: every write is a compare-and-set on the lease
+    value, so a run that lost its lease (it expired and another run took over) writes
+    nothing more."""
+
+    def __init__(self, pk: int):
+        self.pk = pk
+        self.token: datetime | None = None
+
+    def _until(self) -> datetime:
+        return timezone.now() + timedelta(seconds=settings.NOTIFICATION_LEASE_SECONDS)
+
+    def claim(self) -> bool:
+        now = timezone.now()
+        token = self._until()
+        claimed = Notification.objects.filter(
+            Q(delivering_until__isnull=True) | Q(delivering_until__lt=now),
+            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+            pk=self.pk, state=Notification.State.PENDING,
+        ).update(delivering_until=token)
+        self.token = token if claimed == 1 else None
+        return self.token is not None
+
+    def held(self):
+        return Notification.objects.filter(pk=self.pk, state=Notification.State.PENDING, delivering_until=self.token)
+
+    def renew(self) -> bool:
+        token = self._until()
+        if self.held().update(delivering_until=token) != 1:
+            return False
+        self.token = token
+        return True
+
+    def update(self, **fields) -> bool:
+        """Write and release (unless `delivering_until` is given)."""
+        fields.setdefault("delivering_until", None)
+        return self.held().update(**fields) == 1
+
+
+def do_deliver(notification_id: int) -> RunOutcome:
+    """One delivery run: send the notification on the first of the person's channels
+    that works, logging every attempt; reschedule on a transient failure; mark it
+    failed (and tell staff) when every channel has failed.
+
+    Assumes the tenant's schema is active. Does nothing unless the notification is
+    pending, due and not held by another run. Never holds a transaction across a
+    provider call.
+    """
+    lease = _Lease(notification_id)
+    if not lease.claim():
+        return RunOutcome("not-due")
+    notification = Notification.objects.select_related("recipient").get(pk=notification_id)
+    user = notification.recipient
+    preference = preference_for(user)
+
+    if notification.read_at is not None:
+        # Seen in the app while waiting (quiet hours, backoff): nothing left to tell.
+        lease.update(state=Notification.State.DELIVERED, delivered_via="app", delivered_at=notification.read_at)
+        return RunOutcome("read-in-app")
+
+    if not notification.urgent:
+        now = timezone.now()
+        quiet_end = quiet_hours_end(preference, now, tenant_time_zone())
+        if quiet_end is not None:
+            lease.update(next_attempt_at=quiet_end)
+            return RunOutcome("quiet-hours", retry_in=(quiet_end - now).total_seconds())
+
+    plan = notification.plan
+    if not plan:
+        plan = available_channels(user, preference)
+        if not plan:
+            lease.update(state=Notification.State.IN_APP_ONLY)
+            return RunOutcome("in-app-only")
+        if not lease.update(plan=plan, delivering_until=lease.token):
+            return RunOutcome("lease-lost")
+
+    delays = list(settings.NOTIFICATION_RETRY_DELAYS)
+    index = notification.channel_index
+    while index < len(plan):
+        channel = plan[index]
+        provider = PROVIDERS.get(channel)
+        if provider is None or not provider.available(user, preference):
+            index += 1  # the address or the credentials went away since the plan was made
+            continue
+        if not lease.renew():
+            return RunOutcome("lease-lost")
+        number = DeliveryAttempt.objects.filter(notification_id=notification_id, channel=channel).count() + 1
+        attempt = DeliveryAttempt.objects.create(notification_id=notification_id, channel=channel, attempt=number,
+                                                 started_at=timezone.now())
+        try:
+            result = provider.send(notification, preference)
+        except Exception as exc:  # a bug or an unforeseen library error: final for this channel
+            logger.exception("notification %s: %s provider raised", notification_id, channel)
+            result = ProviderResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+        DeliveryAttempt.objects.filter(pk=attempt.pk).update(
+            finished_at=timezone.now(), ok=result.ok, provider_status=result.status,
+            provider_answer=(result.answer or "")[:ANSWER_LIMIT], error=result.error,
+        )
+        logger.info("notification %s: %s attempt %s %s (%s)", notification_id, channel, number,
+                    "ok" if result.ok else "failed", result.status or result.error)
+        if result.ok:
+            lease.update(state=Notification.State.DELIVERED, delivered_via=channel, delivered_at=timezone.now(),
+                         channel_index=index)
+            return RunOutcome("delivered")
+        if result.transient and number <= len(delays):
+            delay = max(0, delays[number - 1])
+            lease.update(channel_index=index, next_attempt_at=timezone.now() + timedelta(seconds=delay))
+            return RunOutcome("retry", retry_in=delay)
+        index += 1
+
+    return _give_up(lease, notification, index)
+
+
+def _give_up(lease: _Lease, notification: Notification, index: int) -> RunOutcome:
+    with transaction.atomic():
+        if not lease.update(state=Notification.State.FAILED, failed_at=timezone.now(), channel_index=index):
+            return RunOutcome("lease-lost")
+        recipient = notification.recipient
+        with translation.override(settings.LANGUAGE_CODE):
+            text = _("A notification to %(name)s could not be delivered on any channel.") % {"name": recipient}
+        # Ids and the recipient's name only: the title may name a resident.
+        send_event_on_commit({
+            "type": "notification.failed", "text": text,
+            "notification": {"id": notification.pk, "kind": notification.kind, "recipient_id": recipient.pk,
+                             "recipient": str(recipient), "urgent": notification.urgent},
+        }, [to_role(role) for role in STAFF_ROLES])
+    logger.warning("notification %s failed on every channel", notification.pk)
+    return RunOutcome("failed")

@@ -1,0 +1,53 @@
+"""Celery edges of external delivery. The database drives everything: a lost message
+or a dead worker is made good by `sweep_deliveries` (every minute, all tenants)."""
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from notifications.delivery import do_deliver
+from notifications.models import Notification
+from tenants.tasks import tenant_task
+
+# Longer waits (quiet hours) are left to the sweep: on Redis, a message held past the
+# visibility timeout is delivered again, and again.
+MAX_COUNTDOWN = 240
+# A notification due this long ago and not held by any run has lost its message.
+SWEEP_GRACE = timedelta(seconds=20)
+SWEEP_BATCH = 500
+
+
+def schedule_delivery(notification_id: int, delay: float) -> None:
+    """Run `deliver` again after `delay` seconds, once the current transaction commits."""
+    schema_name = connection.schema_name
+    transaction.on_commit(
+        lambda: deliver.apply_async((schema_name, notification_id), countdown=max(0.0, delay))
+    )
+
+
+@tenant_task(acks_late=True, time_limit=settings.NOTIFICATION_LEASE_SECONDS)
+def deliver(notification_id: int) -> str:
+    """One delivery run (see notifications.delivery.do_deliver); idempotent."""
+    outcome = do_deliver(notification_id)
+    if outcome.retry_in is not None and outcome.retry_in <= MAX_COUNTDOWN:
+        schedule_delivery(notification_id, outcome.retry_in)
+    return outcome.status
+
+
+@tenant_task(acks_late=True)
+def sweep_deliveries() -> int:
+    """Re-enqueue every pending notification that is due and held by no run."""
+    now = timezone.now()
+    due = (
+        Notification.objects.filter(state=Notification.State.PENDING)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now - SWEEP_GRACE))
+        .filter(Q(delivering_until__isnull=True) | Q(delivering_until__lt=now))
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    ids = list(due)
+    for notification_id in ids:
+        deliver.delay(connection.schema_name, notification_id)
+    return len(ids)

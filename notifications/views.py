@@ -1,0 +1,193 @@
+"""Pages of the notification centre and preferences, the staff page of failed
+deliveries, the unread-count endpoint, the push subscription endpoint and the LINE
+webhook. Each parses input, calls one action, responds."""
+import json
+import logging
+from http import HTTPStatus
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from notifications import actions
+from notifications.models import Channel
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+STAFF_ROLES = {"admin", "municipal_staff"}
+
+
+@login_required
+@require_GET
+def centre(request):
+    """The user's notifications, newest first, unread marked."""
+    page = Paginator(actions.notifications_for_user(request.user), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "notifications/centre.html", {
+        "page": page, "unread": actions.get_unread_count_for_user(request.user),
+    })
+
+
+@login_required
+@require_POST
+def mark_read(request, pk: int):
+    """Mark one notification read, then open its link (or go back to the centre)."""
+    notification = actions.get_notification_for_user(request.user, pk)
+    actions.do_mark_read(user=request.user, notification=notification)
+    target = notification.url
+    if request.POST.get("stay") or not target or not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("notifications:centre")
+    return redirect(target)
+
+
+@login_required
+@require_POST
+def mark_all_read(request):
+    actions.do_mark_all_read(user=request.user)
+    return redirect("notifications:centre")
+
+
+@login_required
+@require_GET
+def unread_count(request):
+    return JsonResponse({"unread": actions.get_unread_count_for_user(request.user)})
+
+
+CHANNEL_SLOTS = range(1, len(Channel.choices) + 1)
+
+
+def _channels_from_form(post) -> list[str]:
+    """Channels in order: the `channels` list (as posted by scripts and tests), or the
+    form's `order_<channel>` numbers (blank: not used)."""
+    if "channels" in post:
+        return [c for c in post.getlist("channels") if c]
+    ranked = []
+    for channel in Channel.values:
+        value = post.get(f"order_{channel}", "")
+        if value.isdigit():
+            ranked.append((int(value), Channel.values.index(channel), channel))
+    return [channel for *_rank, channel in sorted(ranked)]
+
+
+@login_required
+def preferences(request):
+    preference = actions.get_preference_for_user(request.user)
+    errors: dict = {}
+    status = HTTPStatus.OK
+    if request.method == "POST":
+        try:
+            actions.do_set_preferences(
+                user=request.user, channels=_channels_from_form(request.POST),
+                line_user_id=request.POST.get("line_user_id", ""), phone=request.POST.get("phone", ""),
+                quiet_start=request.POST.get("quiet_start", ""), quiet_end=request.POST.get("quiet_end", ""),
+            )
+        except ValidationError as exc:
+            errors = exc.message_dict
+            status = HTTPStatus.BAD_REQUEST
+            form = request.POST
+        else:
+            messages.success(request, _("Saved."))
+            return redirect("notifications:preferences")
+    else:
+        form = {
+            "line_user_id": preference.line_user_id, "phone": preference.phone,
+            "quiet_start": preference.quiet_start.strftime("%H:%M") if preference.quiet_start else "",
+            "quiet_end": preference.quiet_end.strftime("%H:%M") if preference.quiet_end else "",
+        }
+    chosen = _channels_from_form(request.POST) if request.method == "POST" else preference.channels
+    rows = [{"value": value, "label": label,
+             "order": chosen.index(value) + 1 if value in chosen else None} for value, label in Channel.choices]
+    return render(request, "notifications/preferences.html", {
+        "rows": rows, "slots": CHANNEL_SLOTS, "form": form, "errors": errors,
+        "has_push": bool(preference.webpush_subscription), "email": request.user.email,
+        "vapid_public_key": settings.VAPID_PUBLIC_KEY, "push_labels": _push_labels(),
+    }, status=status)
+
+
+def _push_labels() -> dict:
+    """Texts the push script needs, in the page's language."""
+    return {
+        "on": _("On."), "off": _("Off."),
+        "unsupported": _("This browser cannot receive push notifications."),
+        "denied": _("Notifications are blocked for this site in the browser's settings."),
+        "failed": _("Could not change push notifications: %(reason)s"),
+    }
+
+
+@login_required
+@require_POST
+def webpush_subscription(request):
+    """JSON {"subscription": {...}} from the page's script (null: forget this phone)."""
+    try:
+        data = json.loads(request.body or b"{}")
+        actions.do_set_webpush_subscription(user=request.user, subscription=data.get("subscription"))
+    except (ValueError, AttributeError):
+        return JsonResponse({"errors": [_("This push subscription is not valid.")]}, status=HTTPStatus.BAD_REQUEST)
+    except ValidationError as exc:
+        return JsonResponse({"errors": exc.messages}, status=HTTPStatus.BAD_REQUEST)
+    return JsonResponse({"ok": True})
+
+
+@require_GET
+def service_worker(request):
+    """The push service worker; served here (not under /static/) so its scope is
+    /notifications/."""
+    response = render(request, "notifications/sw.js", content_type="application/javascript")
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
+@login_required
+@require_GET
+def failed(request):
+    """Staff: notifications that every channel failed to deliver, with their attempts."""
+    if request.user.role not in STAFF_ROLES:
+        raise PermissionDenied
+    page = Paginator(actions.failed_notifications(), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "notifications/failed.html", {"page": page})
+
+
+@csrf_exempt
+@require_POST
+def line_webhook(request):
+    """LINE Messaging API webhook. Refuses (400) anything without a valid signature of
+    the channel secret, before reading it; text messages from linked people are
+    passed on as replies."""
+    from linebot.v3 import WebhookParser
+    from linebot.v3.exceptions import InvalidSignatureError
+    from linebot.v3.webhooks import MessageEvent, TextMessageContent
+
+    signature = request.headers.get("X-Line-Signature", "")
+    if not settings.LINE_CHANNEL_SECRET or not signature:
+        logger.warning("LINE webhook refused: %s", "no channel secret" if signature else "no signature")
+        return HttpResponseBadRequest("bad signature")
+    try:
+        events = WebhookParser(settings.LINE_CHANNEL_SECRET).parse(request.body.decode("utf-8"), signature)
+    except InvalidSignatureError:
+        logger.warning("LINE webhook refused: bad signature")
+        return HttpResponseBadRequest("bad signature")
+    except (ValueError, KeyError, TypeError):
+        logger.warning("LINE webhook refused: unreadable body")
+        return HttpResponseBadRequest("bad body")
+    for event in events:
+        if not (isinstance(event, MessageEvent) and isinstance(event.message, TextMessageContent)):
+            continue
+        line_user_id = getattr(event.source, "user_id", None)
+        user = actions.get_user_for_line_id(line_user_id) if line_user_id else None
+        if user is None:
+            logger.info("LINE message from an unlinked LINE user ignored (%s…)", (line_user_id or "")[:9])
+            continue
+        actions.do_receive_reply(user=user, channel=Channel.LINE.value, text=event.message.text,
+                                 event_id=getattr(event, "webhook_event_id", None) or "")
+    return HttpResponse("OK")

@@ -1,0 +1,287 @@
+"""Every state change of concerns and their escalation."""
+import logging
+import secrets
+import uuid
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from notifications.events import send_event_on_commit
+from outreach.models import AckLink, Concern, ConcernEvent, DutyShift, EscalationPolicy, Severity, Target
+from tenants.accounts.models import User, hash_token
+from tenants.context import absolute_url
+from tenants.tasks import enqueue_on_commit
+from tenants.wakeups import do_lower_wakeup, do_set_wakeup
+from watch.access import residents_for_user
+from watch.actions import resident_audience
+from watch.models import AreaMembership, Resident
+
+logger = logging.getLogger(__name__)
+
+ESCALATION = "escalation"  # wakeup purpose
+ACK_LINK_TTL = timedelta(hours=24)
+# Used when a tenant has no policy that matches: volunteer → case worker → area staff.
+DEFAULT_STEPS = [
+    {"target": Target.ASSIGNED_VOLUNTEERS, "user": None, "wait_minutes": 15},
+    {"target": Target.CASE_WORKERS, "user": None, "wait_minutes": 30},
+    {"target": Target.AREA_STAFF, "user": None, "wait_minutes": 60},
+]
+DEFAULT_REPEATS = 1
+SEVERITY_BY_CAUSE = {
+    Concern.Cause.DEVICE_CALL_REQUEST: Severity.URGENT,
+    Concern.Cause.OVERDUE: Severity.HIGH,
+    Concern.Cause.WORRIED_CONTACT: Severity.HIGH,
+    Concern.Cause.DRILL_NO_RESPONSE: Severity.HIGH,
+}
+
+
+def policy_for(resident: Resident, severity: str) -> tuple[str, list[dict], int]:
+    """(name, steps, repeat limit) of the policy in force for this resident and severity."""
+    ancestors = resident.area.ancestor_ids
+    candidates = (EscalationPolicy.objects.filter(is_active=True)
+                  .filter(Q(area__isnull=True) | Q(area_id__in=ancestors))
+                  .filter(Q(severity="") | Q(severity=severity))
+                  .select_related("area").prefetch_related("steps"))
+
+    def specificity(policy):
+        depth = len(policy.area.ancestor_ids) if policy.area_id else 0
+        return (depth, policy.severity == severity, policy.pk)
+
+    best = max(candidates, key=specificity, default=None)
+    if best is None or not best.steps.all():
+        return _("Default escalation"), DEFAULT_STEPS, DEFAULT_REPEATS
+    steps = [{"target": s.target, "user": s.user_id, "wait_minutes": s.wait_minutes} for s in best.steps.all()]
+    return best.name, steps, best.repeat_limit
+
+
+def concern_event(concern: Concern, kind: str, *, actor: User | None = None, note: str = "",
+                  **data) -> ConcernEvent:
+    """Record a timeline entry and publish it, with its id, to those watching the resident."""
+    event = ConcernEvent.objects.create(concern=concern, kind=kind, actor=actor, note=note, data=data)
+    send_event_on_commit(live_payload(event), resident_audience(concern.resident))
+    return event
+
+
+def live_payload(event: ConcernEvent) -> dict:
+    concern = event.concern
+    return {"type": f"concern.{event.kind}", "id": event.pk, "concern": concern.pk, "resident": concern.resident_id,
+            "state": concern.state, "severity": concern.severity, "cause": concern.cause}
+
+
+def do_raise_concern(*, resident: Resident, cause: str, severity: str | None = None, note: str = "",
+                     actor: User | None = None, **data) -> tuple[Concern, bool]:
+    """Open a concern, or add to the live one of the same resident and cause.
+
+    Returns (concern, opened). A new concern copies the policy in force and starts its
+    first escalation step as soon as the transaction commits."""
+    if cause not in Concern.Cause.values:
+        raise ValidationError({"cause": [_("Unknown cause.")]})
+    severity = severity or SEVERITY_BY_CAUSE.get(cause, Severity.NORMAL)
+    if severity not in Severity.values:
+        raise ValidationError({"severity": [_("Choose one of the severities offered.")]})
+    if len(note) > 2000:
+        raise ValidationError({"note": [_("The note is too long (at most %(max)d characters).") % {"max": 2000}]})
+    with transaction.atomic():
+        for _attempt in range(2):
+            existing = (Concern.objects.select_for_update().select_related("resident__area")
+                        .filter(resident=resident, cause=cause, state__in=Concern.LIVE_STATES).first())
+            if existing is not None:
+                concern_event(existing, ConcernEvent.Kind.SIGNAL, actor=actor, note=note, **data)
+                return existing, False
+            try:
+                with transaction.atomic():
+                    name, steps, repeats = policy_for(resident, severity)
+                    concern = Concern.objects.create(
+                        resident=resident, cause=cause, severity=severity, note=note, opened_by=actor,
+                        policy_name=name, steps=steps, repeat_limit=repeats, next_step_at=timezone.now(),
+                    )
+                    concern_event(concern, ConcernEvent.Kind.OPENED, actor=actor, note=note, **data)
+            except IntegrityError:
+                continue  # another signal opened it a moment ago: add to that one
+            from outreach.tasks import advance_escalation
+
+            enqueue_on_commit(advance_escalation, concern.pk, str(concern.timer))
+            do_lower_wakeup(connection.schema_name, ESCALATION, concern.next_step_at)
+            logger.info("concern %s opened for resident %s (%s)", concern.pk, resident.pk, cause)
+            return concern, True
+    raise RuntimeError("could not open or find the concern")
+
+
+def recipients_for(concern: Concern, step: dict) -> list[User]:
+    resident = concern.resident
+    active = User.objects.filter(is_active=True)
+    target = step["target"]
+    if target == Target.ASSIGNED_VOLUNTEERS:
+        return list(active.filter(role=User.Role.VOLUNTEER, assignments__resident=resident))
+    if target == Target.CASE_WORKERS:
+        assigned = list(active.filter(role=User.Role.CASE_WORKER, assignments__resident=resident))
+        return assigned or list(active.filter(role=User.Role.CASE_WORKER,
+                                              area_memberships__area_id__in=resident.area.ancestor_ids).distinct())
+    if target == Target.AREA_STAFF:
+        staff = active.filter(role=User.Role.MUNICIPAL_STAFF)
+        attached = list(staff.filter(area_memberships__area_id__in=resident.area.ancestor_ids).distinct())
+        if attached:
+            return attached
+        everywhere = staff.exclude(pk__in=AreaMembership.objects.values("user_id"))
+        return list(everywhere) or list(active.filter(role=User.Role.ADMIN))
+    if target == Target.USER:
+        return list(active.filter(pk=step.get("user")))
+    if target == Target.ON_DUTY:
+        now = timezone.now()
+        return list(active.filter(duty_shifts__starts_at__lte=now, duty_shifts__ends_at__gt=now).distinct())
+    return []
+
+
+def do_advance_escalation(concern_id: int, timer: str) -> bool:
+    """Run the concern's current step once: notify its people, then schedule the next.
+
+    Acts only if the concern is open, its step is due and `timer` is the concern's
+    current timer (a stale, duplicated or swept run does nothing). Everything, the
+    notifications included, commits together or not at all; notifications are unique
+    per person and step, so a step re-run after a crash notifies nobody twice."""
+    with transaction.atomic():
+        concern = (Concern.objects.select_for_update().select_related("resident__area")
+                   .filter(pk=concern_id, state=Concern.State.OPEN, timer=timer,
+                           next_step_at__lte=timezone.now()).first())
+        if concern is None:
+            return False
+        step = concern.steps[concern.step_index]
+        people = recipients_for(concern, step)
+        for person in people:
+            _notify(concern, person)
+        concern_event(concern, ConcernEvent.Kind.NOTIFIED, step=concern.step_index + 1, round=concern.round + 1,
+                      target=step["target"], recipients=[p.pk for p in people])
+        wait = timedelta(minutes=step["wait_minutes"]) if people else timedelta(0)
+        concern.step_index += 1
+        if concern.step_index >= len(concern.steps):
+            concern.step_index, concern.round = 0, concern.round + 1
+        if concern.round >= concern.repeat_limit:
+            concern.next_step_at = None
+            concern_event(concern, ConcernEvent.Kind.EXHAUSTED)
+        else:
+            concern.next_step_at = timezone.now() + wait
+            do_lower_wakeup(connection.schema_name, ESCALATION, concern.next_step_at)
+        concern.timer = uuid.uuid4()
+        concern.save(update_fields=["step_index", "round", "next_step_at", "timer"])
+        if concern.next_step_at is not None and not people:
+            from outreach.tasks import advance_escalation
+
+            enqueue_on_commit(advance_escalation, concern.pk, str(concern.timer))  # nobody here: go on
+    return True
+
+
+def _notify(concern: Concern, person: User) -> None:
+    from notifications.actions import do_notify
+
+    token = secrets.token_urlsafe(24)
+    AckLink.objects.create(concern=concern, user=person, token_hash=hash_token(token),
+                           expires_at=timezone.now() + ACK_LINK_TTL)
+    resident = concern.resident
+    with translation.override("ja"):
+        title = _("Watch-over: %(name)s — %(cause)s") % {"name": resident.name, "cause": concern.get_cause_display()}
+        body = _("%(title)s\nAcknowledge here (only you, once): %(link)s") % {
+            "title": title, "link": absolute_url(connection.schema_name, f"/outreach/ack/{token}/")}
+    do_notify(recipient=person, kind="concern", title=title, body=body, url=f"/outreach/concerns/{concern.pk}/",
+              urgent=concern.severity == Severity.URGENT,
+              dedupe_key=f"concern:{concern.pk}:round:{concern.round}:step:{concern.step_index}")
+
+
+def check_can_act_on_concern(user: User, concern: Concern) -> None:
+    """Those who may see the resident may act on the concern; anyone else is refused."""
+    if not user.is_active or not residents_for_user(user).filter(pk=concern.resident_id).exists():
+        raise PermissionDenied(_("You are not among the people watching over this resident."))
+
+
+def do_acknowledge_concern(*, concern: Concern, actor: User, note: str = "", via: str = "app") -> bool:
+    """"I'm on it": stops the escalation at once. False if it was no longer open."""
+    check_can_act_on_concern(actor, concern)
+    with transaction.atomic():
+        changed = Concern.objects.filter(pk=concern.pk, state=Concern.State.OPEN).update(
+            state=Concern.State.ACKNOWLEDGED, acknowledged_at=timezone.now(), acknowledged_by=actor,
+            next_step_at=None, timer=uuid.uuid4())
+        if changed:
+            concern.refresh_from_db()
+            concern_event(concern, ConcernEvent.Kind.ACKNOWLEDGED, actor=actor, note=note[:2000], via=via)
+    return bool(changed)
+
+
+def do_close_concern(*, concern: Concern, actor: User, state: str, note: str = "") -> bool:
+    """Resolve (someone acted) or dismiss (nothing was wrong) an open or acknowledged concern."""
+    check_can_act_on_concern(actor, concern)
+    if state not in (Concern.State.RESOLVED, Concern.State.DISMISSED):
+        raise ValidationError({"state": [_("Choose resolved or dismissed.")]})
+    if not note.strip():
+        raise ValidationError({"note": [_("Say what was done or found.")]})
+    with transaction.atomic():
+        changed = Concern.objects.filter(pk=concern.pk, state__in=Concern.LIVE_STATES).update(
+            state=state, closed_at=timezone.now(), closed_by=actor, next_step_at=None, timer=uuid.uuid4())
+        if changed:
+            concern.refresh_from_db()
+            concern_event(concern, state, actor=actor, note=note[:2000])
+    return bool(changed)
+
+
+class AckRefused(Exception):
+    pass
+
+
+def do_acknowledge_by_link(token: str) -> Concern:
+    """An acknowledgement link: works once, for its own person, until it expires.
+    A forged, used or expired link is refused (and logged) and changes nothing."""
+    with transaction.atomic():
+        link = (AckLink.objects.select_for_update().select_related("concern__resident__area", "user")
+                .filter(token_hash=hash_token(token)).first())
+        if link is None or link.used_at is not None or link.expires_at <= timezone.now():
+            logger.warning("refused acknowledgement link (%s)", "unknown" if link is None else
+                           "used" if link.used_at else "expired")
+            raise AckRefused
+        link.used_at = timezone.now()
+        link.save(update_fields=["used_at"])
+        try:
+            do_acknowledge_concern(concern=link.concern, actor=link.user, via="link")
+        except PermissionDenied as exc:
+            logger.warning("acknowledgement link of user %s refused: no longer in scope", link.user_id)
+            raise AckRefused from exc
+    return link.concern
+
+
+def do_acknowledge_latest_for(user: User, via: str) -> Concern | None:
+    """A reply ("了解") in a messaging channel acknowledges the user's most recent open
+    concern that they were notified of."""
+    link = (AckLink.objects.filter(user=user, used_at=None, expires_at__gt=timezone.now(),
+                                   concern__state=Concern.State.OPEN)
+            .select_related("concern__resident__area").order_by("-pk").first())
+    if link is None:
+        return None
+    try:
+        do_acknowledge_concern(concern=link.concern, actor=user, via=via)
+    except PermissionDenied:
+        return None
+    AckLink.objects.filter(pk=link.pk).update(used_at=timezone.now())
+    return link.concern
+
+
+def do_run_due_escalations(now=None) -> int:
+    """The sweep: run every open concern whose step is due (its task may have been lost:
+    a dead worker, a flushed Redis), then set the tenant's next escalation wakeup."""
+    now = now or timezone.now()
+    due = list(Concern.objects.filter(state=Concern.State.OPEN, next_step_at__lte=now).values_list("pk", "timer"))
+    ran = sum(do_advance_escalation(pk, str(timer)) for pk, timer in due)
+    with transaction.atomic():
+        do_lower_wakeup(connection.schema_name, ESCALATION, None)  # lock, as in watch.do_mark_overdue
+        following = (Concern.objects.filter(state=Concern.State.OPEN, next_step_at__isnull=False)
+                     .order_by("next_step_at").values_list("next_step_at", flat=True).first())
+        do_set_wakeup(connection.schema_name, ESCALATION, following)
+    return ran
+
+
+def do_add_duty_shift(*, actor: User, user: User, starts_at, ends_at) -> DutyShift:
+    if actor.role not in (User.Role.ADMIN, User.Role.MUNICIPAL_STAFF):
+        raise PermissionDenied
+    if ends_at <= starts_at:
+        raise ValidationError({"ends_at": [_("A shift must end after it starts.")]})
+    return DutyShift.objects.create(user=user, starts_at=starts_at, ends_at=ends_at)

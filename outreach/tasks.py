@@ -1,0 +1,26 @@
+from celery import shared_task
+from django.utils import timezone
+
+from outreach.actions import ESCALATION, do_advance_escalation, do_run_due_escalations
+from tenants.tasks import tenant_task
+from tenants.wakeups import due_schema_names
+
+
+@tenant_task(acks_late=True)
+def advance_escalation(concern_id: int, timer: str) -> bool:
+    return do_advance_escalation(concern_id, timer)
+
+
+@tenant_task
+def run_due_escalations() -> int:
+    return do_run_due_escalations()
+
+
+@shared_task(name="outreach.sweep_escalations", acks_late=False)
+def sweep_escalations() -> int:
+    """Every few seconds: run due steps in the tenants whose escalation wakeup has come.
+    This, not the broker, guarantees every step runs: the database holds the timers."""
+    schemas = due_schema_names(ESCALATION, timezone.now())
+    for schema_name in schemas:
+        run_due_escalations.run(schema_name)
+    return len(schemas)

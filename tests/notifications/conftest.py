@@ -1,0 +1,185 @@
+"""A local fake of the providers' HTTP APIs, and the settings that point the real
+client libraries at it.
+
+The fake speaks enough of LINE's push API, Twilio's Messages API and a web-push
+endpoint; it records every request and can be told to fail, hang or be slow for the
+next requests (optionally only on one path).
+"""
+import base64
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from requests.structures import CaseInsensitiveDict
+
+LINE_TOKEN = "line-test-token"
+LINE_SECRET = "line-test-secret"
+TWILIO_SID = "AC" + "0" * 32
+TWILIO_TOKEN = "twilio-test-token"
+TWILIO_FROM = "+815012345678"
+LINE_USER = "U" + "1234567890abcdef" * 2
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: CaseInsensitiveDict
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class Rule:
+    kind: str  # "fail", "hang" or "slow"
+    remaining: int
+    status: int = 500
+    path: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class FakeProviders:
+    url: str = ""
+    requests: list[Recorded] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail(self, count: int, status: int = 500, path: str = "") -> None:
+        """The next `count` requests (to paths starting with `path`) answer `status`."""
+        self.rules.append(Rule("fail", count, status=status, path=path))
+
+    def hang(self, count: int = 1, path: str = "") -> None:
+        """The next `count` requests get no answer until the test ends."""
+        self.rules.append(Rule("hang", count, path=path))
+
+    def slow(self, count: int, seconds: float, path: str = "") -> None:
+        """The next `count` requests are answered normally after `seconds`."""
+        self.rules.append(Rule("slow", count, path=path, seconds=seconds))
+
+    def to(self, prefix: str) -> list[Recorded]:
+        return [r for r in self.requests if r.path.startswith(prefix)]
+
+    def _rule_for(self, path: str) -> Rule | None:
+        with self.lock:
+            for rule in self.rules:
+                if rule.remaining > 0 and path.startswith(rule.path):
+                    rule.remaining -= 1
+                    return rule
+        return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    fake: FakeProviders
+
+    def log_message(self, format, *args):  # keep test output quiet
+        pass
+
+    def _answer(self, status: int, payload) -> None:
+        body = json.dumps(payload).encode() if not isinstance(payload, bytes) else payload
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        with self.fake.lock:
+            self.fake.requests.append(Recorded("POST", self.path, CaseInsensitiveDict(self.headers.items()), body))
+        rule = self.fake._rule_for(self.path)
+        if rule and rule.kind == "hang":
+            self.fake.release.wait(30)
+            return
+        if rule and rule.kind == "slow":
+            time.sleep(rule.seconds)
+        if rule and rule.kind == "fail":
+            return self._answer(rule.status, {"message": f"fake failure {rule.status}"})
+        if self.path == "/v2/bot/message/push":
+            if self.headers.get("Authorization") != f"Bearer {LINE_TOKEN}":
+                return self._answer(401, {"message": "Authentication failed"})
+            return self._answer(200, {"sentMessages": [{"id": "4611", "quoteToken": "q"}]})
+        if self.path == f"/2010-04-01/Accounts/{TWILIO_SID}/Messages.json":
+            expected = "Basic " + base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                return self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+            return self._answer(201, {"sid": "SM" + "f" * 32, "status": "queued", "account_sid": TWILIO_SID})
+        if self.path.startswith("/push/"):
+            return self._answer(201, b"")
+        return self._answer(404, {"message": "not found"})
+
+
+@pytest.fixture
+def fake_providers(settings):
+    """The fake provider server, with every provider's settings pointed at it."""
+    fake = FakeProviders()
+    handler = type("BoundHandler", (Handler,), {"fake": fake})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    vapid_key = ec.generate_private_key(ec.SECP256R1())
+    settings.LINE_API_BASE = fake.url
+    settings.LINE_CHANNEL_ACCESS_TOKEN = LINE_TOKEN
+    settings.LINE_CHANNEL_SECRET = LINE_SECRET
+    settings.TWILIO_API_BASE = fake.url
+    settings.TWILIO_ACCOUNT_SID = TWILIO_SID
+    settings.TWILIO_AUTH_TOKEN = TWILIO_TOKEN
+    settings.TWILIO_FROM_NUMBER = TWILIO_FROM
+    settings.VAPID_PRIVATE_KEY = b64url(vapid_key.private_numbers().private_value.to_bytes(32, "big"))
+    settings.VAPID_PUBLIC_KEY = b64url(vapid_key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint))
+    settings.VAPID_SUBJECT = "mailto:ops@mimamori.test"
+    settings.WEBPUSH_ENDPOINT_PATTERN = r"^http://127\.0\.0\.1:\d+/push/"
+    settings.NOTIFICATION_RETRY_DELAYS = [0, 0, 0]
+    settings.NOTIFICATION_PROVIDER_TIMEOUT = 2
+    fake.vapid_public_key = vapid_key.public_key()
+    yield fake
+    fake.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class PushReceiver:
+    """A browser's side of a push subscription: its keys, to decrypt what arrives."""
+
+    subscription: dict
+    private_key: ec.EllipticCurvePrivateKey
+    auth: bytes
+
+    def decrypt(self, body: bytes) -> dict:
+        import http_ece
+
+        return json.loads(http_ece.decrypt(body, private_key=self.private_key, auth_secret=self.auth,
+                                           version="aes128gcm"))
+
+
+@pytest.fixture
+def push_receiver(fake_providers):
+    key = ec.generate_private_key(ec.SECP256R1())
+    auth = os.urandom(16)
+    public = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    subscription = {"endpoint": f"{fake_providers.url}/push/phone-1", "keys": {"p256dh": b64url(public),
+                                                                                "auth": b64url(auth)}}
+    return PushReceiver(subscription, key, auth)
+

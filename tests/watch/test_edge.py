@@ -1,0 +1,199 @@
+"""Device heartbeats answered at the edge (watch.edge), through the real ASGI server."""
+import urllib.error
+import urllib.request
+from datetime import timedelta
+
+from django.utils import timezone
+
+from tenants.accounts.models import User
+from tenants.context import tenant_scope
+from tests.conftest import HOST_A, HOST_B, make_user
+from tests.watch.conftest import make_resident
+from watch import actions
+from watch.models import ContactLog, Device, Resident, Rhythm
+
+
+def ping(url: str, method: str = "GET") -> tuple[int, bytes]:
+    host, path = url.split("/", 3)[2], "/" + url.split("/", 3)[3]
+    request = urllib.request.Request(f"http://127.0.0.1:{host.split(':')[1]}{path}", method=method,
+                                     headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback test server
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def setup_device(kind="button"):
+    staff = make_user("tenant_a", "staff-ping", User.Role.MUNICIPAL_STAFF)
+    with tenant_scope("tenant_a"):
+        area = actions.do_create_area(name="大住", kind="district")
+        resident = make_resident(area, "山田 花子")
+        device, token = actions.do_register_device(actor=staff, resident=resident, kind=kind)
+    return staff, resident, device, token
+
+
+def test_heartbeat_is_committed_before_the_reply_and_moves_only_the_device_rhythm(live_server_url):
+    _staff, resident, device, token = setup_device()
+    with tenant_scope("tenant_a"):
+        due_before = Resident.objects.get(pk=resident.pk).next_due_at
+    assert ping(live_server_url(HOST_A) + f"/ping/{token}") == (200, b"OK\n")
+    with tenant_scope("tenant_a"):
+        device.refresh_from_db()
+        rhythm = Rhythm.objects.get(device=device)
+        assert device.last_signal_at is not None
+        assert rhythm.alert_at == rhythm.last_contact_at + timedelta(hours=25)
+        assert Resident.objects.get(pk=resident.pk).next_due_at == due_before  # the person's clock is theirs
+        assert not ContactLog.objects.exists()
+
+
+def test_unknown_revoked_and_foreign_tokens_get_404_and_fast_repeats_429(live_server_url):
+    staff, _resident, device, token = setup_device()
+    a, b = live_server_url(HOST_A), live_server_url(HOST_B)
+    assert ping(a + "/ping/" + "x" * 32) == (404, b"not found\n")
+    assert ping(b + f"/ping/{token}") == (404, b"not found\n")
+    assert ping(live_server_url("nowhere.mimamori.test") + f"/ping/{token}")[0] == 404
+    assert ping(a + f"/ping/{token}", "POST")[0] == 200
+    assert ping(a + f"/ping/{token}")[0] == 429
+    with tenant_scope("tenant_a"):
+        actions.do_revoke_device(actor=staff, device=device)
+        Device.objects.filter(pk=device.pk).update(last_signal_at=timezone.now() - timedelta(seconds=5))
+    assert ping(a + f"/ping/{token}") == (404, b"not found\n")
+
+
+def test_heartbeat_of_an_overdue_device_clears_the_overdue_mark(live_server_url):
+    _staff, resident, device, token = setup_device()
+    with tenant_scope("tenant_a"):
+        Rhythm.objects.filter(device=device).update(alert_at=timezone.now() - timedelta(minutes=1))
+        actions.do_mark_overdue()
+        assert Resident.objects.get(pk=resident.pk).is_overdue
+    assert ping(live_server_url(HOST_A) + f"/ping/{token}")[0] == 200
+    with tenant_scope("tenant_a"):
+        assert Rhythm.objects.get(device=device).state == "ok"
+        assert not Resident.objects.get(pk=resident.pk).is_overdue
+
+
+def test_motion_sensor_heartbeat_goes_through_the_full_rules_as_a_sign_of_life(live_server_url):
+    _staff, resident, _device, token = setup_device(kind="motion")
+    with tenant_scope("tenant_a"):
+        Rhythm.objects.filter(resident=resident, device=None).update(channel="device")
+    assert ping(live_server_url(HOST_A) + f"/ping/{token}")[0] == 200
+    with tenant_scope("tenant_a"):
+        person = Rhythm.objects.get(resident=resident, device=None)
+        assert person.last_contact_at is not None  # the motion reset the person's own rhythm
+
+
+def test_other_signals_still_work_through_django(live_server_url):
+    _staff, _resident, _device, token = setup_device()
+    assert ping(live_server_url(HOST_A) + f"/ping/{token}/call", "POST")[0] == 200
+    with tenant_scope("tenant_a"):
+        assert list(ContactLog.objects.values_list("outcome", flat=True)) == ["asked_for_call"]
+
+
+# Volunteers' check-ins at the edge.
+def post_json(url: str, data: dict, token: str | None) -> tuple[int, dict]:
+    import json
+
+    host, path = url.split("/", 3)[2], "/" + url.split("/", 3)[3]
+    headers = {"Host": host, "Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Token {token}"
+    request = urllib.request.Request(f"http://127.0.0.1:{host.split(':')[1]}{path}", method="POST",
+                                     data=json.dumps(data).encode(), headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback test server
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def round_setup():
+    """A volunteer with one assigned, consenting resident; another resident not theirs."""
+    from rest_framework.authtoken.models import Token
+
+    from watch.models import Assignment
+
+    volunteer = make_user("tenant_a", "kazuko", User.Role.VOLUNTEER)
+    staff = make_user("tenant_a", "staff-edge", User.Role.MUNICIPAL_STAFF)
+    with tenant_scope("tenant_a"):
+        area = actions.do_create_area(name="大住", kind="district")
+        mine = make_resident(area, "山田 花子")
+        other = make_resident(area, "髙橋 茂")
+        Assignment.objects.create(resident=mine, user=volunteer)
+        tokens = {u.username: Token.objects.create(user=u).key for u in (volunteer, staff)}
+    return volunteer, mine, other, tokens
+
+
+def test_a_volunteer_check_in_at_the_edge_leaves_the_same_rows_as_the_action(live_server_url):
+    import uuid
+
+    volunteer, mine, _other, tokens = round_setup()
+    key = str(uuid.uuid4())
+    status, body = post_json(live_server_url(HOST_A) + "/api/v1/contacts/",
+                             {"resident": mine.pk, "channel": "visit", "outcome": "fine", "idempotency_key": key},
+                             tokens["kazuko"])
+    assert status == 201
+    assert (body["resident"], body["outcome"], body["logged_by"], body["idempotency_key"]) == (
+        mine.pk, "fine", volunteer.pk, key)
+    with tenant_scope("tenant_a"):
+        contact = ContactLog.objects.get()
+        rhythm = Rhythm.objects.get(resident=mine)
+        resident = Resident.objects.get(pk=mine.pk)
+    assert contact.pk == body["id"] and contact.logged_by_id == volunteer.pk
+    assert rhythm.last_contact_at == contact.occurred_at
+    assert rhythm.alert_at == contact.occurred_at + timedelta(days=7, hours=12)
+    assert (resident.last_contact_at, resident.last_outcome, resident.next_due_at, resident.is_overdue) == (
+        contact.occurred_at, "fine", rhythm.alert_at, False)
+    # The retry is answered by Django: the original entry, nothing new.
+    again = post_json(live_server_url(HOST_A) + "/api/v1/contacts/",
+                      {"resident": mine.pk, "channel": "visit", "outcome": "fine", "idempotency_key": key},
+                      tokens["kazuko"])
+    assert again[0] == 200 and again[1]["id"] == body["id"]
+    with tenant_scope("tenant_a"):
+        assert ContactLog.objects.count() == 1
+
+
+def test_check_in_of_an_overdue_resident_clears_it_and_lowers_the_wakeup(live_server_url):
+    from tenants.models import Wakeup
+
+    _volunteer, mine, _other, tokens = round_setup()
+    with tenant_scope("tenant_a"):
+        Rhythm.objects.filter(resident=mine).update(alert_at=timezone.now() - timedelta(minutes=1))
+        actions.do_mark_overdue()
+        Wakeup.objects.filter(tenant__schema_name="tenant_a").update(due_at=timezone.now() + timedelta(days=30))
+    when = timezone.now() - timedelta(days=7)  # logged late: its new alert is in twelve hours
+    status, _body = post_json(live_server_url(HOST_A) + "/api/v1/contacts/",
+                              {"resident": mine.pk, "channel": "visit", "outcome": "fine",
+                               "occurred_at": when.isoformat()}, tokens["kazuko"])
+    assert status == 201
+    with tenant_scope("tenant_a"):
+        rhythm = Rhythm.objects.get(resident=mine)
+        assert rhythm.state == "ok" and not Resident.objects.get(pk=mine.pk).is_overdue
+        assert Wakeup.objects.get(tenant__schema_name="tenant_a", purpose="overdue").due_at == rhythm.alert_at
+
+
+def test_everything_but_the_plain_case_is_answered_by_django(live_server_url):
+    from outreach.models import Concern
+
+    _volunteer, mine, other, tokens = round_setup()
+    url = live_server_url(HOST_A) + "/api/v1/contacts/"
+    # Not theirs: 404. Bad input: 400 with Django's messages. Staff: through DRF. Worried: a concern.
+    assert post_json(url, {"resident": other.pk, "channel": "visit", "outcome": "fine"}, tokens["kazuko"])[0] == 404
+    status, body = post_json(url, {"resident": mine.pk, "channel": "pigeon", "outcome": "fine"}, tokens["kazuko"])
+    assert status == 400 and "channel" in body
+    assert post_json(url, {"resident": mine.pk, "channel": "visit", "outcome": "fine"}, "0" * 40)[0] == 401
+    assert post_json(url, {"resident": other.pk, "channel": "phone", "outcome": "fine"}, tokens["staff-edge"])[0] == 201
+    assert post_json(url, {"resident": mine.pk, "channel": "visit", "outcome": "worried", "note": "元気がない"},
+                     tokens["kazuko"])[0] == 201
+    with tenant_scope("tenant_a"):
+        assert ContactLog.objects.count() == 2
+        assert Concern.objects.filter(resident=mine, cause="worried_contact").exists()
+
+
+def test_tenant_b_host_with_a_tenant_a_token_gets_nothing(live_server_url):
+    _volunteer, mine, _other, tokens = round_setup()
+    status, _body = post_json(live_server_url(HOST_B) + "/api/v1/contacts/",
+                              {"resident": mine.pk, "channel": "visit", "outcome": "fine"}, tokens["kazuko"])
+    assert status == 401
+    with tenant_scope("tenant_a"):
+        assert not ContactLog.objects.exists()

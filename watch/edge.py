@@ -1,0 +1,332 @@
+"""The two hot paths at the edge, answered in front of Django with a psycopg pool:
+
+- GET/POST/HEAD /ping/<token>: a device heartbeat. Devices ping every few minutes and all
+  at once at the top of the hour; the full Django request cycle costs ten round trips a
+  ping. Here it is one autocommitted statement (durable before the reply) that both
+  throttles (one a second per device) and moves the device's own rhythm.
+- POST /api/v1/contacts/ by a volunteer's API token: the check-in volunteers make on
+  their rounds. One transaction of three statements: authorise and insert, move the
+  rhythms, update the resident's summary; then the live event.
+
+Each handles only the plain, successful case. Everything else (other signals, motion
+sensors, an overdue device; other roles, outcomes that ask for attention, retries,
+anything invalid or not visible) is handed to Django unchanged, which holds the full
+rules and gives the full error messages. tests/watch/test_edge.py checks both paths
+leave the same rows.
+"""
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+from rest_framework.authtoken.models import Token
+
+from notifications.events import group_name, send_to_groups, to_area, to_user
+from tenants.accounts.models import User, hash_token
+from tenants.context import tenant_scope
+from tenants.models import Domain, Tenant, Wakeup
+from watch.actions import MAX_FUTURE, NOTE_MAX, OVERDUE
+from watch.live import ALL_AREAS
+from watch.models import (
+    SIGN_OF_LIFE,
+    Area,
+    Assignment,
+    Channel,
+    ContactLog,
+    Device,
+    DisasterSharing,
+    Outcome,
+    Resident,
+    Rhythm,
+)
+
+logger = logging.getLogger(__name__)
+
+PING_PATH = re.compile(r"^/ping/(?P<token>[A-Za-z0-9_-]{16,64})(?:/heartbeat)?$")
+HOST_TTL = 10.0
+CONTACTS_PATH = "/api/v1/contacts/"
+CONTACT_FIELDS = {"resident", "channel", "outcome", "note", "idempotency_key", "occurred_at"}
+TOKEN_SHAPE = re.compile(r"^[0-9a-f]{40}$")
+MAX_BODY = 8192
+# Outcomes that ask for attention (they raise concerns) go through Django's action.
+EDGE_OUTCOMES = {o.value for o in Outcome} - {Outcome.WORRIED, Outcome.ASKED_FOR_CALL}
+EDGE_SIGN_OF_LIFE = {o.value for o in SIGN_OF_LIFE}
+
+# 1. The token is a volunteer's, the resident is theirs and shareable (watch.access rules
+#    for volunteers), then the insert; a retried key inserts nothing (Django answers it).
+_CONTACT_INSERT = """
+WITH u AS (
+    SELECT usr.id, usr.display_name, usr.username FROM {token} t JOIN {user} usr ON usr.id = t.user_id
+    WHERE t.key = %(token)s AND usr.is_active AND usr.role = 'volunteer'),
+res AS (
+    SELECT r.id, a.path FROM {resident} r JOIN {area} a ON a.id = r.area_id
+    WHERE r.id = %(resident)s AND r.status <> 'ended'
+      AND EXISTS (SELECT 1 FROM {assignment} s WHERE s.resident_id = r.id AND s.user_id = (SELECT id FROM u))
+      AND ((r.consent = 'given' AND r.consent_share_with_volunteers)
+           OR (r.needs_evacuation_support AND EXISTS (SELECT 1 FROM {disaster} d WHERE d.ended_at IS NULL)))),
+ins AS (
+    INSERT INTO {contact} (resident_id, occurred_at, logged_by_id, channel, outcome, note, idempotency_key,
+                           created_at)
+    SELECT res.id, %(at)s, (SELECT id FROM u), %(channel)s, %(outcome)s, %(note)s, %(key)s, now() FROM res
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, created_at)
+SELECT (SELECT id FROM u), (SELECT coalesce(nullif(display_name, ''), username) FROM u), (SELECT path FROM res),
+       (SELECT id FROM ins), (SELECT created_at FROM ins)
+"""
+# 2. Move the rhythms the contact satisfies (as watch.actions._reset_rhythms does).
+_CONTACT_RHYTHMS = """
+UPDATE {rhythm} AS r
+SET last_contact_at = GREATEST(COALESCE(r.last_contact_at, %(at)s), %(at)s),
+    alert_at = GREATEST(COALESCE(r.last_contact_at, %(at)s), %(at)s) + r."interval" + r.grace,
+    state = 'ok', overdue_since = NULL
+FROM (SELECT id, state, alert_at FROM {rhythm}
+      WHERE resident_id = %(resident)s AND device_id IS NULL AND channel IN ('', %(channel)s) AND state <> 'paused'
+        AND (last_contact_at IS NULL OR last_contact_at < %(at)s OR state <> 'ok')
+      FOR UPDATE) AS old
+WHERE r.id = old.id
+RETURNING r.alert_at, (old.state <> 'ok' OR old.alert_at IS NULL)
+"""
+# 3. The resident's summary for the overview, and who is on the team (for the event).
+_CONTACT_SUMMARY = """
+UPDATE {resident} SET
+    last_outcome = CASE WHEN last_contact_at IS NULL OR last_contact_at <= %(at)s THEN %(outcome)s
+                        ELSE last_outcome END,
+    last_contact_at = GREATEST(COALESCE(last_contact_at, %(at)s), %(at)s),
+    next_due_at = (SELECT min(alert_at) FROM {rhythm} WHERE resident_id = %(resident)s AND device_id IS NULL
+                   AND state <> 'paused'),
+    is_overdue = EXISTS (SELECT 1 FROM {rhythm} WHERE resident_id = %(resident)s AND state = 'overdue')
+WHERE id = %(resident)s
+RETURNING last_contact_at, last_outcome, next_due_at, is_overdue,
+          ARRAY(SELECT user_id FROM {assignment} WHERE resident_id = %(resident)s)
+"""
+
+_HEARTBEAT = """
+WITH d AS (
+    UPDATE {device} SET last_signal_at = now(), battery_low = false
+    WHERE token_hash = %(hash)s AND revoked_at IS NULL AND kind <> 'motion'
+      AND (last_signal_at IS NULL OR last_signal_at <= now() - interval '1 second')
+    RETURNING id),
+r AS (
+    UPDATE {rhythm} SET last_contact_at = now(), alert_at = now() + "interval" + grace
+    WHERE device_id = (SELECT id FROM d) AND state = 'ok'
+    RETURNING id)
+SELECT (SELECT id FROM d),
+       EXISTS (SELECT 1 FROM {rhythm} WHERE device_id = (SELECT id FROM d) AND state = 'overdue'),
+       (SELECT count(*) FROM r)
+"""
+_CLASSIFY = "SELECT kind FROM {device} WHERE token_hash = %(hash)s AND revoked_at IS NULL"
+_HOST = (
+    'SELECT t.schema_name FROM public.{domain} d JOIN public.{tenant} t ON t.id = d.tenant_id '
+    "WHERE d.domain = %(host)s AND t.is_active AND t.schema_name <> 'public'"
+)
+
+
+def _conninfo() -> str:
+    db = settings.DATABASES["default"]
+    parts = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"],
+             "port": db["PORT"], **db.get("OPTIONS", {})}
+    return " ".join(f"{k}='{v}'" for k, v in parts.items() if v)
+
+
+class Edge:
+    """ASGI middleware: answers plain heartbeats and check-ins itself, passes everything else on."""
+
+    def __init__(self, inner, pool_size: int | None = None):
+        self.inner = inner
+        self.pool_size = pool_size or int(getattr(settings, "PING_POOL_SIZE", 8))
+        self.pool: AsyncConnectionPool | None = None
+        self.pool_loop = None
+        self.hosts: dict[str, tuple[float, str | None]] = {}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("GET", "POST", "HEAD"):
+            return await self.inner(scope, receive, send)
+        if scope["path"] == CONTACTS_PATH and scope["method"] == "POST":
+            return await self.contact(scope, receive, send)
+        match = PING_PATH.match(scope["path"])
+        if not match:
+            return await self.inner(scope, receive, send)
+        schema = await self._schema_for(scope)
+        if schema is None:
+            return await _reply(send, 404, b"not found\n")
+        token_hash = hash_token(match["token"])
+        async with (await self._pool()).connection() as conn:
+            row = await (await conn.execute(self._sql(_HEARTBEAT, schema), {"hash": token_hash})).fetchone()
+            device_id, overdue_rhythm, _moved = row
+            if device_id is None:
+                kind = await (await conn.execute(self._sql(_CLASSIFY, schema), {"hash": token_hash})).fetchone()
+        if device_id is not None:
+            if overdue_rhythm:
+                await _recover(schema, device_id)
+            return await _reply(send, 200, b"OK\n")
+        if kind is None:
+            return await _reply(send, 404, b"not found\n")
+        if kind[0] == Device.Kind.MOTION:
+            return await self.inner(scope, receive, send)  # a motion is a sign of life: full rules
+        return await _reply(send, 429, b"too many signals; at most one a second\n")
+
+    async def _pool(self) -> AsyncConnectionPool:
+        """The pool of the running event loop (one per server process; tests start several loops)."""
+        loop = asyncio.get_running_loop()
+        if self.pool is None or self.pool_loop is not loop:
+            self.pool = AsyncConnectionPool(_conninfo(), min_size=1, max_size=self.pool_size, open=False,
+                                            kwargs={"autocommit": True})
+            self.pool_loop = loop
+            await self.pool.open()
+        return self.pool
+
+    async def _schema_for(self, scope) -> str | None:
+        host = ""
+        for key, value in scope.get("headers", []):
+            if key == b"host":
+                host = value.decode("latin1").rsplit(":", 1)[0] if not value.startswith(b"[") else ""
+                break
+        now = time.monotonic()
+        cached = self.hosts.get(host)
+        if cached and cached[0] > now:
+            return cached[1]
+        async with (await self._pool()).connection() as conn:
+            query = sql.SQL(_HOST).format(domain=sql.Identifier(Domain._meta.db_table),
+                                          tenant=sql.Identifier(Tenant._meta.db_table))
+            row = await (await conn.execute(query, {"host": host})).fetchone()
+        schema = row[0] if row else None
+        self.hosts[host] = (now + HOST_TTL, schema)
+        return schema
+
+    async def contact(self, scope, receive, send):
+        """A volunteer's check-in, or — for anything but the plain case — Django."""
+        body, more = b"", True
+        while more and len(body) <= MAX_BODY:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        replay = _replayed(body, more, receive)
+        token = _token(scope)
+        values = _plain_contact(body) if token and not more else None
+        schema = await self._schema_for(scope) if values else None
+        if schema is None:
+            return await self.inner(scope, replay, send)
+        values["token"] = token
+        try:
+            async with (await self._pool()).connection() as conn, conn.transaction():
+                row = await (await conn.execute(self._sql(_CONTACT_INSERT, schema), values)).fetchone()
+                user_id, user_name, area_path, contact_id, created_at = row
+                if contact_id is None:
+                    raise _PassToDjango  # not a volunteer, not theirs, a retry: Django knows what to say
+                lowered = None
+                if values["outcome"] in EDGE_SIGN_OF_LIFE:
+                    moved = await (await conn.execute(self._sql(_CONTACT_RHYTHMS, schema), values)).fetchall()
+                    lowered = min((alert for alert, was_off in moved if was_off and alert), default=None)
+                summary = await (await conn.execute(self._sql(_CONTACT_SUMMARY, schema), values)).fetchone()
+                if lowered is not None:
+                    await conn.execute(_LOWER_WAKEUP, {"schema": schema, "purpose": OVERDUE, "due": lowered})
+        except _PassToDjango:
+            return await self.inner(scope, replay, send)
+        last_contact_at, last_outcome, next_due_at, overdue, team = summary
+        event = {"type": "contact.logged", "resident": values["resident"],
+                 "last_contact_at": last_contact_at.isoformat(), "last_outcome": last_outcome,
+                 "next_due_at": next_due_at.isoformat() if next_due_at else None, "overdue": overdue,
+                 "contact": contact_id, "channel": values["channel"]}
+        audience = [ALL_AREAS, *[to_area(int(a)) for a in area_path.strip("/").split("/") if a],
+                    *[to_user(uid) for uid in team]]
+        await send_to_groups([group_name(schema, a) for a in audience], event)
+        answer = {"id": contact_id, "resident": values["resident"], "occurred_at": _iso(values["at"]),
+                  "channel": values["channel"], "outcome": values["outcome"], "note": values["note"],
+                  "logged_by": user_id, "logged_by_name": user_name, "device": None,
+                  "idempotency_key": str(values["key"]) if values["key"] else None, "created_at": _iso(created_at)}
+        return await _reply(send, 201, json.dumps(answer, ensure_ascii=False).encode(), "application/json")
+
+    @staticmethod
+    def _sql(template: str, schema: str) -> sql.Composed:
+        def table(model):
+            return sql.Identifier(schema, model._meta.db_table)
+
+        return sql.SQL(template).format(
+            device=table(Device), rhythm=table(Rhythm), resident=table(Resident), area=table(Area),
+            assignment=table(Assignment), disaster=table(DisasterSharing), contact=table(ContactLog),
+            token=table(Token), user=table(User),
+        )
+
+
+@sync_to_async
+def _recover(schema: str, device_id: int) -> None:
+    from django.utils import timezone
+
+    from watch.actions import do_device_rhythm_recovered
+
+    with tenant_scope(schema):
+        device = Device.objects.select_related("resident__area").get(pk=device_id)
+        do_device_rhythm_recovered(device=device, at=device.last_signal_at or timezone.now())
+    connection.close()
+
+
+async def _reply(send, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type.encode()),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _PassToDjango(Exception):
+    """Raised inside the contact transaction: roll back and let Django answer."""
+
+
+_LOWER_WAKEUP = sql.SQL(
+    "INSERT INTO public.{wakeup} (tenant_id, purpose, due_at) "
+    "SELECT id, %(purpose)s, %(due)s FROM public.{tenant} WHERE schema_name = %(schema)s "
+    "ON CONFLICT (tenant_id, purpose) DO UPDATE "
+    "SET due_at = LEAST(COALESCE({wakeup}.due_at, EXCLUDED.due_at), EXCLUDED.due_at)"
+).format(wakeup=sql.Identifier(Wakeup._meta.db_table), tenant=sql.Identifier(Tenant._meta.db_table))
+
+
+def _token(scope) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin1").partition(" ")
+            return token.strip() if scheme == "Token" and TOKEN_SHAPE.match(token.strip()) else None
+    return None
+
+
+def _plain_contact(body: bytes) -> dict | None:
+    """The fields of a plain, valid check-in; None for anything Django should judge."""
+    try:
+        data = json.loads(body)
+        resident = data["resident"]
+        channel, outcome, note = data["channel"], data["outcome"], data.get("note", "")
+        key = uuid.UUID(data["idempotency_key"]) if data.get("idempotency_key") is not None else None
+        at = datetime.fromisoformat(data["occurred_at"]) if data.get("occurred_at") else timezone.now()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    plain = (type(resident) is int and channel in Channel.values and outcome in EDGE_OUTCOMES
+             and isinstance(note, str) and len(note) <= NOTE_MAX and at.tzinfo is not None
+             and at <= timezone.now() + MAX_FUTURE and set(data) <= CONTACT_FIELDS)
+    if not plain:
+        return None
+    return {"resident": resident, "channel": channel, "outcome": outcome, "note": note, "key": key, "at": at}
+
+
+def _replayed(body: bytes, more: bool, receive):
+    """A receive() that gives Django the body this middleware already read."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": more}
+        return await receive()
+
+    return replay
+
+
+def _iso(value) -> str:
+    return timezone.localtime(value).isoformat()
