@@ -213,7 +213,7 @@ def test_raising_by_hand_with_bad_input_is_400_and_saves_nothing(hanako, client_
 
 
 def test_events_after_an_id_replay_what_a_client_missed(team, hanako, client_a, staff_a, client_b, outsider_b):
-    concern, _ = raise_(hanako)
+    raise_(hanako)
     client_a.sign_in("staff-a")
     everything = client_a.get("/outreach/events/?after=0").json()["events"]
     assert [e["type"] for e in everything] == ["concern.opened"]

@@ -41,6 +41,7 @@ def ensure_chromium() -> None:
     print("Installing Debian's chromium and fonts-noto-cjk for the browser tests ...", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env, "check": False}
-    subprocess.run(["apt-get", "update", "-qq"], **quiet)
-    if subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "fonts-noto-cjk"], **quiet).returncode:
+    apt = shutil.which("apt-get")
+    subprocess.run([apt, "update", "-qq"], **quiet)
+    if subprocess.run([apt, "install", "-y", "-qq", "chromium", "fonts-noto-cjk"], **quiet).returncode:
         print("Could not install chromium: the browser tests will be skipped.", flush=True)
