@@ -25,7 +25,7 @@ class Command(BaseCommand):
     def run_from_argv(self, argv):
         # Pass everything after "test" to pytest untouched (e.g. -k, -x, -q).
         compile_messages()
-        ensure_chromium()
+        ensure_test_tools()
         code = subprocess.call([sys.executable, "-m", "pytest", *argv[2:]], cwd=settings.BASE_DIR)
         raise SystemExit(code)
 
@@ -33,15 +33,21 @@ class Command(BaseCommand):
         raise SystemExit(1)
 
 
-def ensure_chromium() -> None:
-    """Browser tests drive Debian's Chromium; install it (with a Japanese font) where apt
-    and root are at hand. Elsewhere those tests are skipped, saying what is missing."""
-    if Path("/usr/bin/chromium").exists() or not shutil.which("apt-get") or os.geteuid() != 0:
+TEST_TOOLS = {"/usr/bin/chromium": "chromium", "/usr/share/fonts/opentype/noto": "fonts-noto-cjk",
+              "/usr/sbin/mosquitto": "mosquitto"}
+
+
+def ensure_test_tools() -> None:
+    """Browser tests drive Debian's Chromium (with a Japanese font); the MQTT test runs a
+    real Mosquitto. Install them where apt and root are at hand; elsewhere those tests are
+    skipped, saying what is missing."""
+    missing = [package for path, package in TEST_TOOLS.items() if not Path(path).exists()]
+    if not missing or not shutil.which("apt-get") or os.geteuid() != 0:
         return
-    print("Installing Debian's chromium and fonts-noto-cjk for the browser tests ...", flush=True)
+    print(f"Installing {', '.join(missing)} for the browser and MQTT tests ...", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env, "check": False}
     apt = shutil.which("apt-get")
     subprocess.run([apt, "update", "-qq"], **quiet)
-    if subprocess.run([apt, "install", "-y", "-qq", "chromium", "fonts-noto-cjk"], **quiet).returncode:
-        print("Could not install chromium: the browser tests will be skipped.", flush=True)
+    if subprocess.run([apt, "install", "-y", "-qq", *missing], **quiet).returncode:
+        print(f"Could not install {', '.join(missing)}: the tests needing them will be skipped.", flush=True)
