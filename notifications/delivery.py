@@ -8,6 +8,7 @@ server through the *_API_BASE settings (and the push endpoint of a subscription)
 lease (compare-and-set on `delivering_until`), so two runs of the same task never send
 twice, and it always leaves the row in a state the sweep can pick up again.
 """
+import abc
 import json
 import logging
 import re
@@ -80,22 +81,23 @@ def message_text(notification: Notification, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class Provider:
+class Provider(abc.ABC):
     channel: str
 
+    @abc.abstractmethod
     def configured(self) -> bool:
         """The platform has credentials for this channel."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def address(self, user, preference: ChannelPreference):
         """Where this person is reached on this channel, or a false value."""
-        raise NotImplementedError
 
     def available(self, user, preference: ChannelPreference) -> bool:
         return self.configured() and bool(self.address(user, preference))
 
+    @abc.abstractmethod
     def send(self, notification: Notification, preference: ChannelPreference) -> ProviderResult:
-        raise NotImplementedError
+        """Hand the notification to the provider; never raises for the provider's failures."""
 
 
 class EmailProvider(Provider):
