@@ -289,6 +289,10 @@ class LoadResult:
                  f"{(self.other_cpu_s - self.client_cpu_s) / window:.2f}; machine {self.system_busy_pct:.0f}% busy")
         if self.cpu_by_process:
             text += " [" + ", ".join(f"{name} {cores:.2f}" for name, cores in self.cpu_by_process.items()) + "]"
+        # Kernel time and processes that started or ended during the run (PostgreSQL
+        # backends of short connections, other people's tests on a shared machine).
+        unattributed = (self.other_cpu_s - self.client_cpu_s) / window - sum(self.cpu_by_process.values())
+        text += f" unattributed {unattributed:.2f}"
         return text
 
 
