@@ -39,16 +39,8 @@ def _seed() -> list[Req]:
     from watch.actions import do_assign, do_create_area, do_create_resident, do_record_consent
     from watch.models import Area, Assignment, Resident
 
-    _tenant, created = harness.ensure_tenant(SCHEMA)
-    with tenant_scope(SCHEMA):
-        complete = (Resident.objects.count() == RESIDENTS and Assignment.objects.count() == RESIDENTS
-                    and Token.objects.count() == VOLUNTEERS)
-    if not created and not complete:
-        print(f"({SCHEMA} is incomplete: provisioning it again)", flush=True)
-        harness.drop_tenant(SCHEMA)
-        harness.ensure_tenant(SCHEMA)
-        complete = False
-    if not complete:
+    if harness.tenant_to_seed(SCHEMA, lambda: Resident.objects.count() == RESIDENTS
+                              and Assignment.objects.count() == RESIDENTS and Token.objects.count() == VOLUNTEERS):
         started = time.perf_counter()
         with tenant_scope(SCHEMA):
             admin = User.objects.get(username="admin")

@@ -68,16 +68,13 @@ def _seed_tenant(schema: str, residents: int) -> dict:
     from watch.actions import OVERDUE, do_create_area
     from watch.models import Area, ContactLog, Resident, Rhythm
 
-    _tenant, created = harness.ensure_tenant(schema, name=f"{schema} {SEED}")
     expected_contacts = residents * CONTACTS_PER_RESIDENT
-    with tenant_scope(schema):
-        complete = (Resident.objects.count() == residents and ContactLog.objects.count() == expected_contacts
-                    and User.objects.filter(username=STAFF).exists())
-    if not created and not complete:
-        print(f"({schema} is incomplete: provisioning it again)", flush=True)
-        harness.drop_tenant(schema)
-        harness.ensure_tenant(schema, name=f"{schema} {SEED}")
-    if not complete:
+
+    def complete():
+        return (Resident.objects.count() == residents and ContactLog.objects.count() == expected_contacts
+                and User.objects.filter(username=STAFF).exists())
+
+    if harness.tenant_to_seed(schema, complete, name=f"{schema} {SEED}"):
         started = time.perf_counter()
         with tenant_scope(schema):
             User.objects.create_user(username=STAFF, password=None, role=User.Role.MUNICIPAL_STAFF,

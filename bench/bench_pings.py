@@ -46,15 +46,7 @@ def _seed() -> list[tuple[int, str]]:
     from watch.actions import do_create_area, do_create_resident, do_register_device
     from watch.models import Area, Device
 
-    _tenant, created = harness.ensure_tenant(SCHEMA)
-    with tenant_scope(SCHEMA):
-        complete = Device.objects.filter(revoked_at=None).count() == DEVICES
-    if not created and not complete:
-        print(f"({SCHEMA} is incomplete: provisioning it again)", flush=True)
-        harness.drop_tenant(SCHEMA)
-        harness.ensure_tenant(SCHEMA)
-        complete = False
-    if not complete:
+    if harness.tenant_to_seed(SCHEMA, lambda: Device.objects.filter(revoked_at=None).count() == DEVICES):
         started = time.perf_counter()
         with tenant_scope(SCHEMA):
             admin = User.objects.get(username="admin")

@@ -626,6 +626,24 @@ def ensure_tenant(schema_name: str, name: str | None = None) -> tuple[object, bo
     return provisioned.tenant, True
 
 
+def tenant_to_seed(schema_name: str, is_complete, name: str | None = None) -> bool:
+    """Get or create the bench tenant; True if it must be seeded. `is_complete()` runs
+    inside the tenant and says whether an earlier run's seed is all there; an incomplete
+    seed is dropped and the tenant provisioned afresh."""
+    from tenants.context import tenant_scope
+
+    _tenant, created = ensure_tenant(schema_name, name=name)
+    if created:
+        return True
+    with tenant_scope(schema_name):
+        if is_complete():
+            return False
+    print(f"({schema_name} is incomplete: provisioning it again)", flush=True)
+    drop_tenant(schema_name)
+    ensure_tenant(schema_name, name=name)
+    return True
+
+
 def drop_tenant(schema_name: str) -> None:
     from django.db import connection
 

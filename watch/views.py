@@ -16,7 +16,6 @@ from django.views.decorators.http import require_http_methods
 from tenants.accounts.models import User, hash_token
 from watch import actions
 from watch.access import (
-    area_paths_for_user,
     areas_for_user,
     can_see_sensitive,
     get_resident_for_user,
@@ -47,7 +46,7 @@ def overview(request):
     return render(request, "watch/overview.html", {
         "page": page, "areas": areas_for_user(request.user), "area_id": area_id,
         "overdue_count": residents.filter(is_overdue=True).count(),
-        "attached": bool(area_paths_for_user(request.user)), "labels": live_labels(),
+        "labels": live_labels(),
         "can_manage": request.user.role in MANAGER_ROLES,
         "disaster": DisasterSharing.objects.filter(ended_at=None).first(),
     })
