@@ -2,8 +2,10 @@
 
 - GET/POST/HEAD /ping/<token>: a device heartbeat. Devices ping every few minutes and all
   at once at the top of the hour; the full Django request cycle costs ten round trips a
-  ping. Here it is one autocommitted statement (durable before the reply) that both
-  throttles (one a second per device) and moves the device's own rhythm.
+  ping. Here pings are batched: those that arrive while a statement is in flight go
+  together in the next one, one autocommitted statement per tenant (durable before any
+  of its replies) that throttles (one a second per device), moves each device's own
+  rhythm and says, for every token, what became of it.
 - POST /api/v1/contacts/ by a volunteer's API token: the check-in volunteers make on
   their rounds. One transaction of three statements: authorise and insert, move the
   rhythms, update the resident's summary; then the live event.
@@ -15,6 +17,7 @@ rules and gives the full error messages. tests/watch/test_edge.py checks both pa
 leave the same rows.
 """
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -109,21 +112,28 @@ RETURNING last_contact_at, last_outcome, next_due_at, is_overdue,
           ARRAY(SELECT user_id FROM {assignment} WHERE resident_id = %(resident)s)
 """
 
-_HEARTBEAT = """
-WITH d AS (
-    UPDATE {device} SET last_signal_at = now(), battery_low = false
-    WHERE token_hash = %(hash)s AND revoked_at IS NULL AND kind <> 'motion'
-      AND (last_signal_at IS NULL OR last_signal_at <= now() - interval '1 second')
-    RETURNING id),
+# Devices are locked in id order, so two batches sharing devices cannot deadlock; the
+# throttle is checked again on the locked row.
+_HEARTBEATS = """
+WITH input AS (SELECT DISTINCT unnest(%(hashes)s::text[]) AS hash),
+locked AS (
+    SELECT dev.id FROM {device} dev JOIN input ON dev.token_hash = input.hash
+    WHERE dev.revoked_at IS NULL AND dev.kind <> 'motion'
+      AND (dev.last_signal_at IS NULL OR dev.last_signal_at <= now() - interval '1 second')
+    ORDER BY dev.id FOR UPDATE OF dev),
+d AS (
+    UPDATE {device} dev SET last_signal_at = now(), battery_low = false
+    FROM locked WHERE dev.id = locked.id
+      AND (dev.last_signal_at IS NULL OR dev.last_signal_at <= now() - interval '1 second')
+    RETURNING dev.id, dev.token_hash),
 r AS (
-    UPDATE {rhythm} SET last_contact_at = now(), alert_at = now() + "interval" + grace
-    WHERE device_id = (SELECT id FROM d) AND state = 'ok'
-    RETURNING id)
-SELECT (SELECT id FROM d),
-       EXISTS (SELECT 1 FROM {rhythm} WHERE device_id = (SELECT id FROM d) AND state = 'overdue'),
-       (SELECT count(*) FROM r)
+    UPDATE {rhythm} rh SET last_contact_at = now(), alert_at = now() + rh."interval" + rh.grace
+    FROM d WHERE rh.device_id = d.id AND rh.state = 'ok')
+SELECT input.hash, d.id, dev.kind,
+       d.id IS NOT NULL AND EXISTS (SELECT 1 FROM {rhythm} WHERE device_id = d.id AND state = 'overdue')
+FROM input LEFT JOIN d ON d.token_hash = input.hash
+LEFT JOIN {device} dev ON dev.token_hash = input.hash AND dev.revoked_at IS NULL
 """
-_CLASSIFY = "SELECT kind FROM {device} WHERE token_hash = %(hash)s AND revoked_at IS NULL"
 _HOST = (
     'SELECT t.schema_name FROM public.{domain} d JOIN public.{tenant} t ON t.id = d.tenant_id '
     "WHERE d.domain = %(host)s AND t.is_active AND t.schema_name <> 'public'"
@@ -146,6 +156,7 @@ class Edge:
         self.pool: AsyncConnectionPool | None = None
         self.pool_loop = None
         self.hosts: dict[str, tuple[float, str | None]] = {}
+        self.heartbeats: _HeartbeatBatches | None = None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in ("GET", "POST", "HEAD"):
@@ -158,21 +169,22 @@ class Edge:
         schema = await self._schema_for(scope)
         if schema is None:
             return await _reply(send, 404, b"not found\n")
-        token_hash = hash_token(match["token"])
-        async with (await self._pool()).connection() as conn:
-            row = await (await conn.execute(self._sql(_HEARTBEAT, schema), {"hash": token_hash})).fetchone()
-            device_id, overdue_rhythm, _moved = row
-            if device_id is None:
-                kind = await (await conn.execute(self._sql(_CLASSIFY, schema), {"hash": token_hash})).fetchone()
+        device_id, kind, overdue_rhythm = await self._batches().heartbeat(schema, hash_token(match["token"]))
         if device_id is not None:
             if overdue_rhythm:
                 await _recover(schema, device_id)
             return await _reply(send, 200, b"OK\n")
         if kind is None:
             return await _reply(send, 404, b"not found\n")
-        if kind[0] == Device.Kind.MOTION:
+        if kind == Device.Kind.MOTION:
             return await self.inner(scope, receive, send)  # a motion is a sign of life: full rules
         return await _reply(send, 429, b"too many signals; at most one a second\n")
+
+    def _batches(self) -> "_HeartbeatBatches":
+        loop = asyncio.get_running_loop()
+        if self.heartbeats is None or self.heartbeats.loop is not loop:
+            self.heartbeats = _HeartbeatBatches(self, loop)
+        return self.heartbeats
 
     async def _pool(self) -> AsyncConnectionPool:
         """The pool of the running event loop (one per server process; tests start several loops)."""
@@ -246,7 +258,8 @@ class Edge:
         return await _reply(send, 201, json.dumps(answer, ensure_ascii=False).encode(), "application/json")
 
     @staticmethod
-    def _sql(template: str, schema: str) -> sql.Composed:
+    @functools.cache
+    def _sql(template: str, schema: str) -> str:
         def table(model):
             return sql.Identifier(schema, model._meta.db_table)
 
@@ -254,7 +267,64 @@ class Edge:
             device=table(Device), rhythm=table(Rhythm), resident=table(Resident), area=table(Area),
             assignment=table(Assignment), disaster=table(DisasterSharing), contact=table(ContactLog),
             token=table(Token), user=table(User),
-        )
+        ).as_string()
+
+
+class _HeartbeatBatches:
+    """Heartbeats of one event loop, in batches: while fewer than IN_FLIGHT statements
+    run, a heartbeat goes at once; otherwise it waits and goes with every other one that
+    arrived meanwhile. Under load a batch grows instead of the queue for connections."""
+
+    IN_FLIGHT = 2
+    MAX_BATCH = 500
+
+    def __init__(self, edge: Edge, loop):
+        self.edge, self.loop = edge, loop
+        self.waiting: list[tuple[str, str, asyncio.Future]] = []
+        self.running: set[asyncio.Task] = set()
+
+    def heartbeat(self, schema: str, token_hash: str) -> asyncio.Future:
+        """(device id if the heartbeat counted, the device's kind or None, its rhythm was overdue)."""
+        future = self.loop.create_future()
+        self.waiting.append((schema, token_hash, future))
+        if len(self.running) < self.IN_FLIGHT:
+            self._start()
+        return future
+
+    def _start(self) -> None:
+        batch, self.waiting = self.waiting[:self.MAX_BATCH], self.waiting[self.MAX_BATCH:]
+        task = self.loop.create_task(self._run(batch))
+        self.running.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.running.discard(task)
+        if self.waiting and len(self.running) < self.IN_FLIGHT:
+            self._start()
+
+    async def _run(self, batch: list[tuple[str, str, asyncio.Future]]) -> None:
+        by_schema: dict[str, list[tuple[str, asyncio.Future]]] = {}
+        for schema, token_hash, future in batch:
+            by_schema.setdefault(schema, []).append((token_hash, future))
+        try:
+            async with (await self.edge._pool()).connection() as conn:
+                for schema, pings in by_schema.items():
+                    hashes = [token_hash for token_hash, _future in pings]
+                    rows = await (await conn.execute(Edge._sql(_HEARTBEATS, schema), {"hashes": hashes})).fetchall()
+                    outcome = {token_hash: (device_id, kind, overdue) for token_hash, device_id, kind, overdue in rows}
+                    counted: set[str] = set()
+                    for token_hash, future in pings:
+                        device_id, kind, overdue = outcome[token_hash]
+                        if token_hash in counted:  # the same device twice in one batch: the second is too fast
+                            device_id, overdue = None, False
+                        elif device_id is not None:
+                            counted.add(token_hash)
+                        if not future.done():
+                            future.set_result((device_id, kind, overdue))
+        except Exception as exc:
+            for _schema, _hash, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
 
 
 @sync_to_async

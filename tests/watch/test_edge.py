@@ -90,6 +90,47 @@ def test_other_signals_still_work_through_django(live_server_url):
         assert list(ContactLog.objects.values_list("outcome", flat=True)) == ["asked_for_call"]
 
 
+def test_heartbeats_that_arrive_together_go_in_one_batch_each_answered_for_its_own_device(committed_db):
+    """Two heartbeats start at once; the rest wait and go together in the next statement:
+    each counts for its own device, a device twice in one batch counts once (the second is
+    too fast), and tokens of another tenant, revoked or unknown are told apart as before."""
+    import asyncio
+
+    from tenants.accounts.models import hash_token
+    from watch.edge import Edge
+
+    staff, resident, first, first_token = setup_device()
+    with tenant_scope("tenant_a"):
+        pairs = [actions.do_register_device(actor=staff, resident=resident, kind="button") for _ in range(4)]
+        revoked, revoked_token = actions.do_register_device(actor=staff, resident=resident, kind="button")
+        actions.do_revoke_device(actor=staff, device=revoked)
+    devices = [device for device, _token in pairs]
+    tokens = [token for _device, token in pairs]
+    edge = Edge(inner=None)
+
+    async def together():
+        batches = edge._batches()
+        futures = [batches.heartbeat("tenant_a", hash_token(t))
+                   for t in (first_token, tokens[0], tokens[1], tokens[1], tokens[2], tokens[3], revoked_token,
+                             "x" * 32)]
+        futures.append(batches.heartbeat("tenant_b", hash_token(tokens[3])))
+        assert len(batches.running) == 2 and len(batches.waiting) == 7  # waiting for the next statement
+        answers = await asyncio.gather(*futures)
+        await edge.pool.close()
+        return answers
+
+    answers = asyncio.run(together())
+    ids = [first.pk, *[d.pk for d in devices]]
+    assert [a[0] for a in answers] == [ids[0], ids[1], ids[2], None, ids[3], ids[4], None, None, None]
+    assert [a[1] for a in answers] == ["button"] * 6 + [None, None, None]  # the 4th: too fast (429)
+    with tenant_scope("tenant_a"):
+        assert all(d.last_signal_at is not None for d in Device.objects.filter(pk__in=ids))
+        assert Device.objects.get(pk=revoked.pk).last_signal_at is None
+        assert Rhythm.objects.filter(device_id__in=ids, last_contact_at__isnull=False).count() == 5
+    with tenant_scope("tenant_b"):
+        assert not Device.objects.exists()
+
+
 # Volunteers' check-ins at the edge.
 def post_json(url: str, data: dict, token: str | None) -> tuple[int, dict]:
     import json
