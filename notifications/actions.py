@@ -3,8 +3,10 @@ call these; other apps call `do_notify`."""
 import logging
 import re
 from datetime import time
+from email.utils import parseaddr
 
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import Http404
@@ -13,7 +15,7 @@ from django.utils.translation import gettext as _
 
 from notifications.events import send_event_on_commit, to_user
 from notifications.hooks import reply_received
-from notifications.models import EXTERNAL_CHANNELS, Channel, ChannelPreference, Notification
+from notifications.models import EXTERNAL_CHANNELS, Channel, ChannelPreference, Notification, ProviderSettings
 from tenants.tasks import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -245,3 +247,74 @@ def do_receive_reply(*, user, channel: str, text: str, event_id: str = "") -> No
     logger.info("reply from user %s on %s", user.pk, channel)
     reply_received.send(sender=do_receive_reply, user=user, channel=channel, text=text, event_id=event_id)
 
+
+
+TWILIO_SID = re.compile(r"^AC[0-9a-f]{32}$")
+HEX32 = re.compile(r"^[0-9a-f]{32}$")  # a LINE channel secret, a Twilio auth token
+LINE_ACCESS_TOKEN = re.compile(r"^[A-Za-z0-9+/=._-]{20,500}$")
+PROVIDER_FIELDS = ("line_channel_access_token", "line_channel_secret", "twilio_account_sid", "twilio_auth_token",
+                   "twilio_from_number", "email_from")
+
+
+@transaction.atomic
+def do_configure_providers(*, actor, **changes) -> ProviderSettings:
+    """Set this tenant's own provider accounts. Each keyword is one of PROVIDER_FIELDS: a
+    value sets it, "" clears it (the platform's account is used again); a field not
+    given is kept. Secrets are stored sealed.
+
+    Raises ValidationError with a message per field, and saves nothing, for a malformed
+    value, or for an account half given (a LINE token without its channel secret, a
+    Twilio account SID without its auth token or without a sender number).
+    """
+    from notifications import credentials
+
+    unknown = set(changes) - set(PROVIDER_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown provider fields: {sorted(unknown)}")
+    row = ProviderSettings.objects.select_for_update().filter(pk=1).first() or ProviderSettings(pk=1)
+    values = {name: (credentials.unseal(getattr(row, name)) if name in credentials.SEALED_FIELDS
+                     else getattr(row, name)) for name in PROVIDER_FIELDS}
+    errors: dict[str, list[str]] = {}
+    for name, value in changes.items():
+        value = (value or "").strip()
+        if name == "twilio_from_number" and value:
+            try:
+                value = check_phone(value)
+            except ValidationError as exc:
+                errors.setdefault(name, []).extend(exc.messages)
+        values[name] = value
+    checks = {
+        "line_channel_access_token": (LINE_ACCESS_TOKEN, _("This is not a LINE channel access token.")),
+        "line_channel_secret": (HEX32, _("A LINE channel secret is 32 characters 0-9 and a-f.")),
+        "twilio_account_sid": (TWILIO_SID, _("A Twilio account SID is AC followed by 32 characters 0-9 and a-f.")),
+        "twilio_auth_token": (HEX32, _("A Twilio auth token is 32 characters 0-9 and a-f.")),
+    }
+    for name, (pattern, message) in checks.items():
+        if name in changes and values[name] and not pattern.match(values[name]):
+            errors.setdefault(name, []).append(message)
+    if values["email_from"]:
+        _display, address = parseaddr(values["email_from"])
+        try:
+            validate_email(address)
+        except ValidationError:
+            errors.setdefault("email_from", []).append(
+                _("Enter a sender like 京田辺市 見守り <mimamori@example.lg.jp>."))
+    if bool(values["line_channel_access_token"]) != bool(values["line_channel_secret"]):
+        errors.setdefault("line_channel_secret", []).append(
+            _("Give both the LINE channel access token and the channel secret, or neither."))
+    if bool(values["twilio_account_sid"]) != bool(values["twilio_auth_token"]):
+        errors.setdefault("twilio_auth_token", []).append(
+            _("Give both the Twilio account SID and its auth token, or neither."))
+    elif values["twilio_account_sid"] and not values["twilio_from_number"]:
+        errors.setdefault("twilio_from_number", []).append(
+            _("Give the number your Twilio account sends from."))
+    if errors:
+        raise ValidationError(errors)
+    for name in PROVIDER_FIELDS:
+        value = values[name]
+        setattr(row, name, credentials.seal(value) if name in credentials.SEALED_FIELDS else value)
+    row.updated_by = actor
+    row.save()
+    logger.info("provider settings changed by %s: %s", f"user {actor.pk}" if actor else "an operator command",
+                ", ".join(sorted(changes)) or "nothing")
+    return row

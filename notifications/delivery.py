@@ -25,6 +25,7 @@ from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from notifications import credentials
 from notifications.events import send_event_on_commit, to_role
 from notifications.models import Channel, ChannelPreference, DeliveryAttempt, Notification
 
@@ -99,6 +100,13 @@ class Provider(abc.ABC):
     def send(self, notification: Notification, preference: ChannelPreference) -> ProviderResult:
         """Hand the notification to the provider; never raises for the provider's failures."""
 
+    def find_sent(self, notification: Notification, preference: ChannelPreference,
+                  since: datetime) -> ProviderResult | None:
+        """After an attempt that ended without the provider's answer (a timeout, a dead
+        worker): the provider's record of that message if it did accept it, so it is not
+        sent twice; None when it did not, or when this provider cannot tell."""
+        return None
+
 
 class EmailProvider(Provider):
     channel = Channel.EMAIL
@@ -115,6 +123,7 @@ class EmailProvider(Provider):
         message = EmailMessage(
             subject=prefix + notification.title,
             body=message_text(notification, 10_000),
+            from_email=credentials.current().email_from,
             to=[notification.recipient.email],
             connection=get_connection(timeout=timeout_seconds()),
         )
@@ -141,7 +150,7 @@ class LineProvider(Provider):
     channel = Channel.LINE
 
     def configured(self) -> bool:
-        return bool(settings.LINE_CHANNEL_ACCESS_TOKEN)
+        return bool(credentials.current().line_channel_access_token)
 
     def address(self, user, preference):
         return preference.line_user_id
@@ -157,7 +166,8 @@ class LineProvider(Provider):
             TextMessage,
         )
 
-        configuration = Configuration(access_token=settings.LINE_CHANNEL_ACCESS_TOKEN, host=settings.LINE_API_BASE)
+        configuration = Configuration(access_token=credentials.current().line_channel_access_token,
+                                      host=settings.LINE_API_BASE)
         configuration.retries = 0  # our own retries are counted and logged; urllib3's would not be
         retry_key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mimamori:{connection.schema_name}:{notification.pk}"))
         request = PushMessageRequest(to=preference.line_user_id,
@@ -179,27 +189,38 @@ class LineProvider(Provider):
 
 
 class SmsProvider(Provider):
-    """SMS through Twilio's Messages API (twilio's own client)."""
+    """SMS through Twilio's Messages API (twilio's own client). Twilio's API takes no
+    idempotency key: after an attempt that got no answer, `find_sent` looks for the
+    message among the number's recent ones before anything is sent again."""
 
     channel = Channel.SMS
+    LOOKBACK = 50  # the number's most recent messages searched for an unanswered one
 
     def configured(self) -> bool:
-        return bool(settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN and settings.TWILIO_FROM_NUMBER)
+        creds = credentials.current()
+        return bool(creds.twilio_account_sid and creds.twilio_auth_token and creds.twilio_from_number)
 
     def address(self, user, preference):
         return preference.phone
 
-    def send(self, notification, preference):
-        import requests
-        from twilio.base.exceptions import TwilioRestException
+    @staticmethod
+    def _client():
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
-        client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN,
+        creds = credentials.current()
+        client = Client(creds.twilio_account_sid, creds.twilio_auth_token,
                         http_client=TwilioHttpClient(timeout=timeout_seconds(), pool_connections=False))
         client.api.base_url = settings.TWILIO_API_BASE
+        return client, creds.twilio_from_number
+
+    def send(self, notification, preference):
+        import requests
+        from twilio.base.exceptions import TwilioRestException
+
+        client, from_number = self._client()
         try:
-            message = client.messages.create(to=preference.phone, from_=settings.TWILIO_FROM_NUMBER,
+            message = client.messages.create(to=preference.phone, from_=from_number,
                                              body=message_text(notification, 1500))
         except TwilioRestException as exc:
             return failure_for_status(exc.status, answer=f"{exc.code or ''} {exc.msg}".strip()[:ANSWER_LIMIT],
@@ -207,6 +228,25 @@ class SmsProvider(Provider):
         except (requests.RequestException, OSError) as exc:
             return failure_for_status(None, error=f"{type(exc).__name__}: {exc}")
         return ProviderResult(ok=True, status=201, answer=f"sid={message.sid} status={message.status}")
+
+    def find_sent(self, notification, preference, since):
+        import requests
+        from twilio.base.exceptions import TwilioException
+
+        client, from_number = self._client()
+        text = message_text(notification, 1500)
+        try:
+            recent = client.messages.list(to=preference.phone, from_=from_number, limit=self.LOOKBACK)
+        except (TwilioException, requests.RequestException, OSError) as exc:
+            # Unknown: sending again risks a second SMS, not sending risks none at all.
+            logger.warning("notification %s: Twilio lookup failed (%s); sending again", notification.pk, exc)
+            return None
+        earliest = since - timedelta(minutes=1)  # the provider's clock against ours
+        for message in recent:
+            if message.body == text and (message.date_created is None or message.date_created >= earliest):
+                return ProviderResult(ok=True, status=200, answer=(
+                    f"already accepted: sid={message.sid} status={message.status} (found, not sent again)"))
+        return None
 
 
 def webpush_endpoint_allowed(endpoint: str) -> bool:
@@ -393,11 +433,16 @@ def do_deliver(notification_id: int) -> RunOutcome:
             continue
         if not lease.renew():
             return RunOutcome("lease-lost")
+        unsure_since = _unanswered_since(notification_id, channel)
         number = DeliveryAttempt.objects.filter(notification_id=notification_id, channel=channel).count() + 1
         attempt = DeliveryAttempt.objects.create(notification_id=notification_id, channel=channel, attempt=number,
                                                  started_at=timezone.now())
         try:
-            result = provider.send(notification, preference)
+            result = None
+            if unsure_since is not None:
+                result = provider.find_sent(notification, preference, unsure_since)
+            if result is None:
+                result = provider.send(notification, preference)
         except Exception as exc:  # a bug or an unforeseen library error: final for this channel
             logger.exception("notification %s: %s provider raised", notification_id, channel)
             result = ProviderResult(ok=False, error=f"{type(exc).__name__}: {exc}")
@@ -418,6 +463,17 @@ def do_deliver(notification_id: int) -> RunOutcome:
         index += 1
 
     return _give_up(lease, notification, index)
+
+
+def _unanswered_since(notification_id: int, channel: str) -> datetime | None:
+    """When the first attempt on this channel started, if the last one ended without the
+    provider's answer (timed out, connection lost, or cut short by a dying worker)."""
+    attempts = list(DeliveryAttempt.objects.filter(notification_id=notification_id, channel=channel)
+                    .order_by("pk").values_list("started_at", "provider_status", "ok"))
+    if not attempts:
+        return None
+    _started, status, ok = attempts[-1]
+    return attempts[0][0] if status is None and not ok else None
 
 
 def _give_up(lease: _Lease, notification: Notification, index: int) -> RunOutcome:

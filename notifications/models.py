@@ -110,3 +110,23 @@ class ChannelPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {', '.join(self.channels)}"
+
+
+class ProviderSettings(models.Model):
+    """This tenant's own accounts with the providers: its LINE official account, its
+    Twilio number, the sender of its email. One row (pk 1) per tenant schema; a blank
+    field falls back to the platform's setting (notifications.credentials). Secrets are
+    stored sealed with a key derived from SECRET_KEY."""
+
+    line_channel_access_token = models.TextField(blank=True)  # sealed
+    line_channel_secret = models.TextField(blank=True)  # sealed
+    twilio_account_sid = models.CharField(max_length=34, blank=True)
+    twilio_auth_token = models.TextField(blank=True)  # sealed
+    twilio_from_number = models.CharField(max_length=16, blank=True)
+    email_from = models.CharField(max_length=254, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    def __str__(self) -> str:
+        return "provider settings"

@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from notifications import actions
+from notifications import actions, credentials
 from notifications.models import Channel
 
 logger = logging.getLogger(__name__)
@@ -169,11 +169,12 @@ def line_webhook(request):
     from linebot.v3.webhooks import MessageEvent, TextMessageContent
 
     signature = request.headers.get("X-Line-Signature", "")
-    if not settings.LINE_CHANNEL_SECRET or not signature:
+    secret = credentials.current().line_channel_secret  # this tenant's LINE account, or the platform's
+    if not secret or not signature:
         logger.warning("LINE webhook refused: %s", "no channel secret" if signature else "no signature")
         return HttpResponseBadRequest("bad signature")
     try:
-        events = WebhookParser(settings.LINE_CHANNEL_SECRET).parse(request.body.decode("utf-8"), signature)
+        events = WebhookParser(secret).parse(request.body.decode("utf-8"), signature)
     except InvalidSignatureError:
         logger.warning("LINE webhook refused: bad signature")
         return HttpResponseBadRequest("bad signature")
@@ -191,3 +192,49 @@ def line_webhook(request):
         actions.do_receive_reply(user=user, channel=Channel.LINE.value, text=event.message.text,
                                  event_id=getattr(event, "webhook_event_id", None) or "")
     return HttpResponse("OK")
+
+
+@login_required
+def providers(request):
+    """The tenant administrator: this organisation's own LINE, SMS and email accounts.
+    Secrets are never shown again; a blank secret field keeps the stored one."""
+    if request.user.role != "admin":
+        raise PermissionDenied
+    errors: dict = {}
+    status = HTTPStatus.OK
+    if request.method == "POST":
+        post = request.POST
+        changes = {"email_from": post.get("email_from", "")}
+        if post.get("line_use_platform"):
+            changes.update(line_channel_access_token="", line_channel_secret="")
+        else:
+            changes.update({name: post[name] for name in ("line_channel_access_token", "line_channel_secret")
+                            if post.get(name, "").strip()})
+        if post.get("twilio_use_platform"):
+            changes.update(twilio_account_sid="", twilio_auth_token="", twilio_from_number="")
+        else:
+            changes.update(twilio_account_sid=post.get("twilio_account_sid", ""),
+                           twilio_from_number=post.get("twilio_from_number", ""))
+            if post.get("twilio_auth_token", "").strip():
+                changes["twilio_auth_token"] = post["twilio_auth_token"]
+        try:
+            actions.do_configure_providers(actor=request.user, **changes)
+        except ValidationError as exc:
+            errors = exc.message_dict
+            status = HTTPStatus.BAD_REQUEST
+        else:
+            messages.success(request, _("Saved."))
+            return redirect("notifications:providers")
+    creds = credentials.current()
+    form = request.POST if errors else {
+        "email_from": creds.email_from if "email_from" in creds.own else "",
+        "twilio_account_sid": creds.twilio_account_sid if "twilio_account_sid" in creds.own else "",
+        "twilio_from_number": creds.twilio_from_number if "twilio_from_number" in creds.own else "",
+    }
+    return render(request, "notifications/providers.html", {
+        "form": form, "errors": errors, "own": creds.own,
+        "line_ready": bool(creds.line_channel_access_token and creds.line_channel_secret),
+        "sms_ready": bool(creds.twilio_account_sid and creds.twilio_auth_token and creds.twilio_from_number),
+        "platform_email_from": settings.DEFAULT_FROM_EMAIL,
+        "webhook_url": request.build_absolute_uri(reverse("notifications:line_webhook")),
+    }, status=status)

@@ -8,10 +8,13 @@ next requests (optionally only on one path).
 import base64
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -24,6 +27,7 @@ TWILIO_SID = "AC" + "0" * 32
 TWILIO_TOKEN = "twilio-test-token"
 TWILIO_FROM = "+815012345678"
 LINE_USER = "U" + "1234567890abcdef" * 2
+TWILIO_MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages\.json(?:\?|$)")
 
 
 def b64url(data: bytes) -> str:
@@ -61,6 +65,9 @@ class FakeProviders:
     rules: list[Rule] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    sms_messages: list[dict] = field(default_factory=list)  # what "Twilio" accepted
+    twilio_accounts: dict[str, str] = field(default_factory=lambda: {TWILIO_SID: TWILIO_TOKEN})
+    line_tokens: set[str] = field(default_factory=lambda: {LINE_TOKEN})
 
     def fail(self, count: int, status: int = 500, path: str = "") -> None:
         """The next `count` requests (to paths starting with `path`) answer `status`."""
@@ -100,31 +107,69 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _twilio_account(self) -> str | None:
+        """The account of a Twilio request whose path and Basic auth name a known one."""
+        match = TWILIO_MESSAGES.match(self.path)
+        if not match:
+            return None
+        sid = match["sid"]
+        token = self.fake.twilio_accounts.get(sid)
+        expected = "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()
+        return sid if token and self.headers.get("Authorization") == expected else ""
+
+    def do_GET(self):
+        """Twilio's message list (To, From, PageSize), newest first, as its client reads it."""
+        with self.fake.lock:
+            self.fake.requests.append(Recorded("GET", self.path, CaseInsensitiveDict(self.headers.items()), b""))
+        account = self._twilio_account()
+        if account is None:
+            return self._answer(404, {"message": "not found"})
+        if not account:
+            return self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+        rule = self.fake._rule_for(self.path)
+        if rule and rule.kind == "fail":
+            return self._answer(rule.status, {"message": f"fake failure {rule.status}"})
+        query = parse_qs(urlsplit(self.path).query)
+        with self.fake.lock:
+            found = [m for m in reversed(self.fake.sms_messages) if m["account_sid"] == account
+                     and m["to"] == query.get("To", [m["to"]])[0] and m["from"] == query.get("From", [m["from"]])[0]]
+        size = int(query.get("PageSize", ["50"])[0])
+        return self._answer(200, {"messages": found[:size], "next_page_uri": None, "page": 0, "page_size": size,
+                                  "start": 0, "end": max(0, min(size, len(found)) - 1), "uri": self.path,
+                                  "first_page_uri": self.path, "previous_page_uri": None})
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         with self.fake.lock:
             self.fake.requests.append(Recorded("POST", self.path, CaseInsensitiveDict(self.headers.items()), body))
         rule = self.fake._rule_for(self.path)
-        if rule and rule.kind == "hang":
+        if rule and rule.kind == "hang":  # lost on the way: the provider never saw it
             self.fake.release.wait(30)
             return
-        if rule and rule.kind == "slow":
-            time.sleep(rule.seconds)
         if rule and rule.kind == "fail":
             return self._answer(rule.status, {"message": f"fake failure {rule.status}"})
         if self.path == "/v2/bot/message/push":
-            if self.headers.get("Authorization") != f"Bearer {LINE_TOKEN}":
+            if self.headers.get("Authorization") not in {f"Bearer {t}" for t in self.fake.line_tokens}:
                 return self._answer(401, {"message": "Authentication failed"})
-            return self._answer(200, {"sentMessages": [{"id": "4611", "quoteToken": "q"}]})
-        if self.path == f"/2010-04-01/Accounts/{TWILIO_SID}/Messages.json":
-            expected = "Basic " + base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
-            if self.headers.get("Authorization") != expected:
+            answer = (200, {"sentMessages": [{"id": "4611", "quoteToken": "q"}]})
+        elif (account := self._twilio_account()) is not None:
+            if not account:
                 return self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
-            return self._answer(201, {"sid": "SM" + "f" * 32, "status": "queued", "account_sid": TWILIO_SID})
-        if self.path.startswith("/push/"):
-            return self._answer(201, b"")
-        return self._answer(404, {"message": "not found"})
+            form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            with self.fake.lock:
+                message = {"sid": f"SM{len(self.fake.sms_messages) + 1:032x}", "status": "queued",
+                           "account_sid": account, "to": form.get("To"), "from": form.get("From"),
+                           "body": form.get("Body"), "date_created": formatdate(usegmt=True)}
+                self.fake.sms_messages.append(message)  # accepted, whenever the answer arrives
+            answer = (201, message)
+        elif self.path.startswith("/push/"):
+            answer = (201, b"")
+        else:
+            answer = (404, {"message": "not found"})
+        if rule and rule.kind == "slow":  # accepted, answered late
+            time.sleep(rule.seconds)
+        return self._answer(*answer)
 
 
 @pytest.fixture

@@ -119,6 +119,50 @@ def test_an_sms_provider_that_hangs_is_given_up_within_the_timeout(
     fake_providers.hang(1)
     notification, _ = notify(django_capture_on_commit_callbacks, volunteer_a)
     assert attempts(notification) == [("sms", 1, False), ("sms", 2, True)]
+    # Before sending again, Twilio was asked whether it had the first: it had not.
+    assert [r.method for r in fake_providers.to("/2010-04-01/")] == ["POST", "GET", "POST"]
+    assert len(fake_providers.sms_messages) == 1
+
+
+def test_an_sms_twilio_accepted_but_answered_too_late_is_found_there_and_not_sent_again(
+    volunteer_a, fake_providers, settings, django_capture_on_commit_callbacks
+):
+    settings.NOTIFICATION_PROVIDER_TIMEOUT = 0.5
+    set_channels(volunteer_a, ["sms"], phone="+819012345678")
+    fake_providers.slow(1, seconds=1.0, path="/2010-04-01/")
+    notification, _ = notify(django_capture_on_commit_callbacks, volunteer_a)
+    assert attempts(notification) == [("sms", 1, False), ("sms", 2, True)]
+    [message] = fake_providers.sms_messages
+    assert [r.method for r in fake_providers.to("/2010-04-01/")] == ["POST", "GET"]
+    with tenant_scope("tenant_a"):
+        found = notification.attempts.get(attempt=2)
+    assert found.provider_answer.startswith(f"already accepted: sid={message['sid']}")
+    assert reload(notification).delivered_via == "sms"
+
+
+def test_an_earlier_sms_to_the_same_number_with_other_text_is_not_taken_for_this_one(
+    volunteer_a, fake_providers, settings, django_capture_on_commit_callbacks
+):
+    settings.NOTIFICATION_PROVIDER_TIMEOUT = 0.5
+    set_channels(volunteer_a, ["sms"], phone="+819012345678")
+    notify(django_capture_on_commit_callbacks, volunteer_a)  # an SMS about something else, delivered
+    fake_providers.hang(1)
+    notification, _ = notify(django_capture_on_commit_callbacks, volunteer_a, key="concern:2:step:1", title="別件です")
+    assert attempts(notification) == [("sms", 1, False), ("sms", 2, True)]
+    assert [m["body"].split("\n")[0] for m in fake_providers.sms_messages] == [
+        "山田 花子さんの見守りが遅れています", "別件です"]
+
+
+def test_when_twilio_cannot_say_whether_it_has_the_sms_it_is_sent_again_rather_than_lost(
+    volunteer_a, fake_providers, settings, django_capture_on_commit_callbacks
+):
+    settings.NOTIFICATION_PROVIDER_TIMEOUT = 0.5
+    set_channels(volunteer_a, ["sms"], phone="+819012345678")
+    fake_providers.hang(1)
+    fake_providers.fail(1, status=503, path="/2010-04-01/")  # the lookup
+    notification, _ = notify(django_capture_on_commit_callbacks, volunteer_a)
+    assert attempts(notification) == [("sms", 1, False), ("sms", 2, True)]
+    assert [r.method for r in fake_providers.to("/2010-04-01/")] == ["POST", "GET", "POST"]
 
 
 def test_a_refused_connection_is_retried_then_falls_back(
