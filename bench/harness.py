@@ -325,6 +325,9 @@ def _machine_busy_seconds() -> float:
 
 
 def _run_in_process(kind: str, plan: LoadPlan, server: Product | None, **params) -> LoadResult:
+    if plan.min_gap_s:
+        # A new load process does not know when the previous run last sent each item.
+        time.sleep(plan.min_gap_s)
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     child = ctx.Process(target=_child_main, args=(queue, kind, plan, params), daemon=True)

@@ -272,10 +272,10 @@ class Edge:
 
 class _HeartbeatBatches:
     """Heartbeats of one event loop, in batches: while fewer than IN_FLIGHT statements
-    run, a heartbeat goes at once; otherwise it waits and goes with every other one that
+    run (half the pool, the rest is the check-ins'), a heartbeat goes at once; otherwise it waits and goes with every other one that
     arrived meanwhile. Under load a batch grows instead of the queue for connections."""
 
-    IN_FLIGHT = 2
+    IN_FLIGHT = 4
     MAX_BATCH = 500
 
     def __init__(self, edge: Edge, loop):

@@ -110,6 +110,7 @@ def test_heartbeats_that_arrive_together_go_in_one_batch_each_answered_for_its_o
 
     async def together():
         batches = edge._batches()
+        batches.IN_FLIGHT = 2
         futures = [batches.heartbeat("tenant_a", hash_token(t))
                    for t in (first_token, tokens[0], tokens[1], tokens[1], tokens[2], tokens[3], revoked_token,
                              "x" * 32)]
