@@ -190,8 +190,11 @@ class Edge:
         """The pool of the running event loop (one per server process; tests start several loops)."""
         loop = asyncio.get_running_loop()
         if self.pool is None or self.pool_loop is not loop:
+            # Few statements, run all the time: prepared at once, planned once (the
+            # heartbeat batch costs more to plan than to run).
             self.pool = AsyncConnectionPool(_conninfo(), min_size=1, max_size=self.pool_size, open=False,
-                                            kwargs={"autocommit": True})
+                                            kwargs={"autocommit": True, "prepare_threshold": 0,
+                                                    "options": "-c plan_cache_mode=force_generic_plan"})
             self.pool_loop = loop
             await self.pool.open()
         return self.pool
