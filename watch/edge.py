@@ -275,8 +275,9 @@ class Edge:
 
 class _HeartbeatBatches:
     """Heartbeats of one event loop, in batches: while fewer than IN_FLIGHT statements
-    run (half the pool, the rest is the check-ins'), a heartbeat goes at once; otherwise it waits and goes with every other one that
-    arrived meanwhile. Under load a batch grows instead of the queue for connections."""
+    run (half the pool; the rest is for check-ins), a heartbeat goes at once; otherwise
+    it waits and goes with every other one that arrived meanwhile. Under load a batch
+    grows instead of the queue for connections."""
 
     IN_FLIGHT = 4
     MAX_BATCH = 500
