@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tenants.accounts.models import User
+from watch.access import area_paths_for_user
 from watch.actions import check_can_manage_residents, do_create_area, do_create_resident, do_record_consent
 from watch.models import Area, EmergencyContact, Resident
 
@@ -472,7 +473,27 @@ def _area_names(row: dict) -> tuple[str, ...] | None:
     return names if names[2] else names[:2]
 
 
-def _check(data: bytes, *, create_areas: bool) -> tuple[ImportReport, _AreaTree | None]:
+def _scope(actor: User | None) -> list[str] | None:
+    """The area paths under which `actor` may import, or None for anywhere (the tenant's
+    administrator, staff attached to no area, or a dry run for nobody in particular)."""
+    if actor is None or actor.role == User.Role.ADMIN:
+        return None
+    paths = area_paths_for_user(actor)
+    if actor.role == User.Role.MUNICIPAL_STAFF and not paths:
+        return None
+    return paths
+
+
+def _outside(names: tuple[str, ...], area: Area | None, depth: int, scope: list[str]) -> tuple[str, str] | None:
+    """The error for a row whose area (existing, or to be created under `area`) is not
+    in the actor's part of the tree."""
+    if area is not None and any(area.path.startswith(path) for path in scope):
+        return None
+    return AREA_LEVELS[0][0], _("You do not look after %(area)s, so you cannot import residents there.") % {
+        "area": " › ".join(names[:max(depth, 1)])}
+
+
+def _check(data: bytes, *, create_areas: bool, actor: User | None = None) -> tuple[ImportReport, _AreaTree | None]:
     """Every problem of the file, each row checked in full so one dry run shows them all."""
     report = ImportReport()
     # (line, 番号, area names, the row's plan or None when a field is wrong)
@@ -504,6 +525,7 @@ def _check(data: bytes, *, create_areas: bool) -> tuple[ImportReport, _AreaTree 
     existing = set(Resident.objects.filter(external_id__in=[number for _l, number, _a, _p in candidates if number])
                    .values_list("external_id", flat=True))
     tree = _AreaTree()
+    scope = _scope(actor)
     for line, number, area_names, planned in candidates:
         clean = planned is not None
         if number in existing:
@@ -511,8 +533,12 @@ def _check(data: bytes, *, create_areas: bool) -> tuple[ImportReport, _AreaTree 
             report.add_error(line, NUMBER, _("A resident with 番号 %(number)s is already registered; the import "
                                              "does not change existing residents.") % {"number": number})
         if area_names:
-            _area, depth = tree.find(area_names)
-            if depth < len(area_names) and not create_areas:
+            area, depth = tree.find(area_names)
+            outside = _outside(area_names, area, depth, scope) if scope is not None else None
+            if outside:
+                clean = False
+                report.add_error(line, *outside)
+            elif depth < len(area_names) and not create_areas:
                 clean = False
                 report.add_error(line, *_missing_area(area_names, depth))
             elif depth < len(area_names) and clean:
@@ -537,10 +563,11 @@ def _missing_area(names: tuple[str, ...], depth: int) -> tuple[str, str]:
     return header, f"{message} {hint}"
 
 
-def check_import(data: bytes, *, create_areas: bool = False) -> ImportReport:
+def check_import(data: bytes, *, create_areas: bool = False, actor: User | None = None) -> ImportReport:
     """Read and validate the whole file without changing anything: every error by line
-    and column, and the rows (and areas, with create_areas) an import would create."""
-    report, _tree = _check(data, create_areas=create_areas)
+    and column, and the rows (and areas, with create_areas) an import would create.
+    With `actor`, rows outside the areas that person looks after are errors too."""
+    report, _tree = _check(data, create_areas=create_areas, actor=actor)
     return report
 
 
@@ -560,7 +587,7 @@ def do_import_residents(*, actor: User, data: bytes, create_areas: bool = False)
     check_can_manage_residents(actor)
     try:
         with transaction.atomic():
-            report, tree = _check(data, create_areas=create_areas)
+            report, tree = _check(data, create_areas=create_areas, actor=actor)
             if not report.ok:
                 return report
             for planned in report.rows:

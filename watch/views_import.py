@@ -53,7 +53,7 @@ def import_residents(request):
     if committing:
         report = do_import_residents(actor=request.user, data=data, create_areas=create_areas)
     else:
-        report = check_import(data, create_areas=create_areas)
+        report = check_import(data, create_areas=create_areas, actor=request.user)
     if report.fatal:
         form.add_error("file", report.errors[0].message)
         return _render(request, form, status=400)

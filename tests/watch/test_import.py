@@ -15,7 +15,7 @@ from django.http import Http404
 
 from tenants.accounts.models import User
 from tenants.context import tenant_scope
-from tests.conftest import make_user
+from tests.conftest import TenantClient, make_user
 from watch.access import get_resident_for_user, residents_for_user
 from watch.actions import do_create_area
 from watch.importing import (
@@ -26,7 +26,7 @@ from watch.importing import (
     normalize_postal_code,
     parse_birth_date,
 )
-from watch.models import Area, ConsentRecord, EmergencyContact, Resident, Rhythm
+from watch.models import Area, AreaMembership, ConsentRecord, EmergencyContact, Resident, Rhythm
 
 IMPORT_URL = "/watch/import/"
 
@@ -319,7 +319,41 @@ def test_only_staff_admins_and_case_workers_may_import(sample_areas, staff_a, ad
             with pytest.raises(PermissionDenied):
                 do_import_residents(actor=user, data=corrected_sample(), create_areas=True)
         assert Resident.objects.count() == 0
-        assert do_import_residents(actor=case_worker, data=corrected_sample(), create_areas=True).committed
+        for district in SAMPLE_AREAS:  # a case worker imports into the areas they look after
+            AreaMembership.objects.create(user=case_worker, area=Area.objects.get(name=district, parent=None))
+        data = without_lines(sample_bytes(), SHOWA_65, FEBRUARY_30, UNKNOWN_AREA, NUMBER_1_AGAIN)
+        assert do_import_residents(actor=case_worker, data=data).committed
+
+
+def test_staff_of_one_district_import_only_into_it_and_create_no_district(sample_areas, staff_a, client_a):
+    """Staff attached to 大住 see only 大住: rows of other districts, or of a district the
+    import would create, are errors by line, and nothing is imported."""
+    with tenant_scope("tenant_a"):
+        AreaMembership.objects.create(user=staff_a, area=Area.objects.get(name="大住", parent=None))
+        before = counts()
+        dry_run = check_import(corrected_sample(), create_areas=True, actor=staff_a)
+        report = do_import_residents(actor=staff_a, data=corrected_sample(), create_areas=True)
+        assert not report.committed and counts() == before
+    # corrected_sample() lines: 2, 3 大住; 4-7 興戸 and 三山木; 8 a new district; 9, 10 興戸.
+    for result in (dry_run, report):
+        assert errors_of(result) == [(line, "地区") for line in (4, 5, 6, 7, 8, 9, 10)]
+    messages = [e.message for e in report.errors]
+    assert messages[0] == "You do not look after 興戸 › 山手東自治会 › 1班, so you cannot import residents there."
+    assert messages[4] == "You do not look after 未登録地区, so you cannot import residents there."
+    # Without an actor (an operator's dry run for nobody in particular) the scope is not checked.
+    with tenant_scope("tenant_a"):
+        assert not check_import(corrected_sample(), create_areas=True).errors
+    # The page says it in the user's language.
+    client = TenantClient(client_a.host, language="ja")
+    client.sign_in(staff_a.username)
+    response = client.post(IMPORT_URL, {"file": SimpleUploadedFile("residents.csv", corrected_sample()),
+                                        "action": "check", "create_areas": "on"})
+    assert "興戸 › 山手東自治会 › 1班 の担当ではないため、そこへは取り込めません。" in response.content.decode()
+    # Their own district's rows alone go in.
+    with tenant_scope("tenant_a"):
+        ohsumi_only = b"\r\n".join(sample_bytes().split(b"\r\n")[:3])
+        assert do_import_residents(actor=staff_a, data=ohsumi_only).committed
+        assert sorted(Resident.objects.values_list("external_id", flat=True)) == ["1", "2"]
 
 
 # Tenants.

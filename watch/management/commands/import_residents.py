@@ -21,7 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--create-areas", action="store_true",
                             help="create districts, associations and blocks that do not exist yet")
         parser.add_argument("--as", dest="username",
-                            help="the staff member the import is recorded as (required with --commit)")
+                            help="the staff member the import is recorded as (required with --commit); a dry run "
+                                 "with it also checks that the rows are in the areas they look after")
 
     def handle(self, *args, schema_name, file, commit, create_areas, username, **opts):
         if not Tenant.objects.exclude(schema_name="public").filter(schema_name=schema_name).exists():
@@ -33,16 +34,18 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot read {file}: {exc}") from exc
         with tenant_scope(schema_name):
-            if commit:
+            actor = None
+            if username:
                 actor = User.objects.filter(username=username, is_active=True).first()
                 if actor is None:
                     raise CommandError(f"no active user {username!r} in {schema_name}")
+            if commit:
                 try:
                     report = do_import_residents(actor=actor, data=data, create_areas=create_areas)
                 except PermissionDenied as exc:
                     raise CommandError(f"{username} may not import residents: {exc}") from exc
             else:
-                report = check_import(data, create_areas=create_areas)
+                report = check_import(data, create_areas=create_areas, actor=actor)
         self.print_report(report, commit=commit)
         if report.errors:
             raise CommandError(f"{len(report.errors)} error(s) on {len(report.error_lines)} line(s); "
