@@ -1,6 +1,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -26,3 +27,13 @@ app.conf.beat_schedule = {
     "deliveries": {"task": "tenants.fan_out", "schedule": 60.0,
                    "args": ("notifications.tasks.sweep_deliveries",), "options": {"expires": 50}},
 }
+
+
+@worker_init.connect
+def preload_provider_clients(**kwargs):
+    """Import the providers' client libraries once in the worker's main process, before
+    it forks its pool: otherwise each new pool process spends about a second importing
+    line-bot-sdk on its first LINE message, on the way to the first notification."""
+    import linebot.v3.messaging  # noqa: F401
+    import pywebpush  # noqa: F401
+    import twilio.rest  # noqa: F401

@@ -9,8 +9,8 @@ fake provider accepted one message per notification.
 The workers run with the product's own timers shortened through its environment
 settings: a 2 s broker visibility timeout (a message held by a dead worker is
 redelivered when the next worker starts) and an 8 s delivery lease (also the delivery
-task's hard time limit: a fresh pool process spends about 2 s importing line-bot-sdk on
-its first LINE message). The periodic sweeps that beat would send are sent by the test
+task's hard time limit, with room for a loaded machine: the provider clients are
+imported before the pool forks, see config/celery.py). The periodic sweeps that beat would send are sent by the test
 itself through the same broker, so that waits are short and bounded.
 """
 import contextlib
