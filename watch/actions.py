@@ -404,10 +404,12 @@ def do_mark_overdue(now: datetime | None = None) -> list[int]:
         # next alert time written below is never later than one they just set.
         do_lower_wakeup(connection.schema_name, OVERDUE, None)
         with connection.cursor() as cursor:
+            # Rows locked in id order, as the edge's heartbeat batches lock them: no deadlock.
             cursor.execute(
-                f'UPDATE "{table}" SET state = %s, overdue_since = %s '
-                f"WHERE state = %s AND alert_at <= %s RETURNING id, resident_id",
-                [Rhythm.State.OVERDUE, now, Rhythm.State.OK, now],
+                f'UPDATE "{table}" AS r SET state = %s, overdue_since = %s '
+                f'FROM (SELECT id FROM "{table}" WHERE state = %s AND alert_at <= %s ORDER BY id FOR UPDATE) AS due '
+                f"WHERE r.id = due.id AND r.state = %s RETURNING r.id, r.resident_id",
+                [Rhythm.State.OVERDUE, now, Rhythm.State.OK, now, Rhythm.State.OK],
             )
             marked = cursor.fetchall()
         resident_ids = sorted({resident_id for _id, resident_id in marked})

@@ -112,8 +112,9 @@ RETURNING last_contact_at, last_outcome, next_due_at, is_overdue,
           ARRAY(SELECT user_id FROM {assignment} WHERE resident_id = %(resident)s)
 """
 
-# Devices are locked in id order, so two batches sharing devices cannot deadlock; the
-# throttle is checked again on the locked row.
+# Devices, then their rhythms, are locked in id order (as the overdue sweep locks
+# rhythms), so batches and sweeps cannot deadlock; the throttle is checked again on the
+# locked row.
 _HEARTBEATS = """
 WITH input AS (SELECT DISTINCT unnest(%(hashes)s::text[]) AS hash),
 locked AS (
@@ -126,9 +127,12 @@ d AS (
     FROM locked WHERE dev.id = locked.id
       AND (dev.last_signal_at IS NULL OR dev.last_signal_at <= now() - interval '1 second')
     RETURNING dev.id, dev.token_hash),
+r_locked AS (
+    SELECT rh.id FROM {rhythm} rh JOIN d ON rh.device_id = d.id WHERE rh.state = 'ok'
+    ORDER BY rh.id FOR UPDATE OF rh),
 r AS (
     UPDATE {rhythm} rh SET last_contact_at = now(), alert_at = now() + rh."interval" + rh.grace
-    FROM d WHERE rh.device_id = d.id AND rh.state = 'ok')
+    FROM r_locked WHERE rh.id = r_locked.id AND rh.state = 'ok')
 SELECT input.hash, d.id, dev.kind,
        d.id IS NOT NULL AND EXISTS (SELECT 1 FROM {rhythm} WHERE device_id = d.id AND state = 'overdue')
 FROM input LEFT JOIN d ON d.token_hash = input.hash
@@ -140,10 +144,16 @@ _HOST = (
 )
 
 
+# Few statements, run all the time: planned once (the heartbeat batch costs more to plan
+# than to run); and bounded, so a tenant's long lock answers 5xx instead of holding a ping.
+EDGE_SERVER_OPTIONS = "-c plan_cache_mode=force_generic_plan -c lock_timeout=2s -c statement_timeout=5s"
+
+
 def _conninfo() -> str:
     db = settings.DATABASES["default"]
     parts = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"],
              "port": db["PORT"], **db.get("OPTIONS", {})}
+    parts["options"] = f"{parts.get('options', '')} {EDGE_SERVER_OPTIONS}".strip()
     return " ".join(f"{k}='{v}'" for k, v in parts.items() if v)
 
 
@@ -190,11 +200,8 @@ class Edge:
         """The pool of the running event loop (one per server process; tests start several loops)."""
         loop = asyncio.get_running_loop()
         if self.pool is None or self.pool_loop is not loop:
-            # Few statements, run all the time: prepared at once, planned once (the
-            # heartbeat batch costs more to plan than to run).
             self.pool = AsyncConnectionPool(_conninfo(), min_size=1, max_size=self.pool_size, open=False,
-                                            kwargs={"autocommit": True, "prepare_threshold": 0,
-                                                    "options": "-c plan_cache_mode=force_generic_plan"})
+                                            kwargs={"autocommit": True, "prepare_threshold": 0})
             self.pool_loop = loop
             await self.pool.open()
         return self.pool
@@ -307,28 +314,38 @@ class _HeartbeatBatches:
             self._start()
 
     async def _run(self, batch: list[tuple[str, str, asyncio.Future]]) -> None:
+        """Each tenant's pings in a statement of their own, on a connection of their own:
+        one tenant's locks or errors never hold up or fail another's."""
         by_schema: dict[str, list[tuple[str, asyncio.Future]]] = {}
         for schema, token_hash, future in batch:
             by_schema.setdefault(schema, []).append((token_hash, future))
         try:
-            async with (await self.edge._pool()).connection() as conn:
-                for schema, pings in by_schema.items():
-                    hashes = [token_hash for token_hash, _future in pings]
-                    rows = await (await conn.execute(Edge._sql(_HEARTBEATS, schema), {"hashes": hashes})).fetchall()
-                    outcome = {token_hash: (device_id, kind, overdue) for token_hash, device_id, kind, overdue in rows}
-                    counted: set[str] = set()
-                    for token_hash, future in pings:
-                        device_id, kind, overdue = outcome[token_hash]
-                        if token_hash in counted:  # the same device twice in one batch: the second is too fast
-                            device_id, overdue = None, False
-                        elif device_id is not None:
-                            counted.add(token_hash)
-                        if not future.done():
-                            future.set_result((device_id, kind, overdue))
-        except Exception as exc:
+            await asyncio.gather(*(self._run_tenant(schema, pings) for schema, pings in by_schema.items()))
+        finally:  # cancelled: nobody is left waiting
             for _schema, _hash, future in batch:
                 if not future.done():
+                    future.set_exception(RuntimeError("heartbeat batch cancelled"))
+
+    async def _run_tenant(self, schema: str, pings: list[tuple[str, asyncio.Future]]) -> None:
+        try:
+            async with (await self.edge._pool()).connection() as conn:
+                hashes = [token_hash for token_hash, _future in pings]
+                rows = await (await conn.execute(Edge._sql(_HEARTBEATS, schema), {"hashes": hashes})).fetchall()
+        except Exception as exc:
+            for _hash, future in pings:
+                if not future.done():
                     future.set_exception(exc)
+            return
+        outcome = {token_hash: (device_id, kind, overdue) for token_hash, device_id, kind, overdue in rows}
+        counted: set[str] = set()
+        for token_hash, future in pings:
+            device_id, kind, overdue = outcome[token_hash]
+            if token_hash in counted:  # the same device twice in one batch: the second is too fast
+                device_id, overdue = None, False
+            elif device_id is not None:
+                counted.add(token_hash)
+            if not future.done():
+                future.set_result((device_id, kind, overdue))
 
 
 @sync_to_async

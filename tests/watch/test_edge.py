@@ -132,6 +132,33 @@ def test_heartbeats_that_arrive_together_go_in_one_batch_each_answered_for_its_o
         assert not Device.objects.exists()
 
 
+def test_one_tenants_failing_heartbeats_do_not_fail_anothers_in_the_same_batch(committed_db):
+    """A batch with pings of two tenants: one tenant's statement fails (its schema is
+    gone); the other's pings are answered as usual."""
+    import asyncio
+
+    from tenants.accounts.models import hash_token
+    from watch.edge import Edge
+
+    _staff, _resident, device, token = setup_device()
+    edge = Edge(inner=None)
+
+    async def together():
+        batches = edge._batches()
+        batches.IN_FLIGHT = 1
+        first = batches.heartbeat("tenant_b", hash_token("y" * 32))  # goes alone
+        mixed = [batches.heartbeat("no_such_schema", hash_token("z" * 32)), batches.heartbeat("tenant_a",
+                                                                                               hash_token(token))]
+        answers = await asyncio.gather(first, *mixed, return_exceptions=True)
+        await edge.pool.close()
+        return answers
+
+    alone, failed, ok = asyncio.run(together())
+    assert alone == (None, None, False)
+    assert isinstance(failed, Exception) and "no_such_schema" in str(failed)
+    assert ok == (device.pk, "button", False)
+
+
 # Volunteers' check-ins at the edge.
 def post_json(url: str, data: dict, token: str | None) -> tuple[int, dict]:
     import json
