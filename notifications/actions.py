@@ -293,10 +293,16 @@ def do_configure_providers(*, actor, **changes) -> ProviderSettings:
         if name in changes and values[name] and not pattern.match(values[name]):
             errors.setdefault(name, []).append(message)
     if values["email_from"]:
-        _display, address = parseaddr(values["email_from"])
+        sender = values["email_from"]
+        _display, address = parseaddr(sender)
+        # One address on one line, that fits: parseaddr alone lets "a@b.jp, c@d.jp" through.
+        fits = len(sender) <= ProviderSettings._meta.get_field("email_from").max_length
         try:
             validate_email(address)
+            valid = fits and not re.search(r"[\x00-\x1f,;]", sender)
         except ValidationError:
+            valid = False
+        if not valid:
             errors.setdefault("email_from", []).append(
                 _("Enter a sender like 京田辺市 見守り <mimamori@example.lg.jp>."))
     if bool(values["line_channel_access_token"]) != bool(values["line_channel_secret"]):
@@ -305,9 +311,10 @@ def do_configure_providers(*, actor, **changes) -> ProviderSettings:
     if bool(values["twilio_account_sid"]) != bool(values["twilio_auth_token"]):
         errors.setdefault("twilio_auth_token", []).append(
             _("Give both the Twilio account SID and its auth token, or neither."))
-    elif values["twilio_account_sid"] and not values["twilio_from_number"]:
+    elif bool(values["twilio_account_sid"]) != bool(values["twilio_from_number"]):
         errors.setdefault("twilio_from_number", []).append(
-            _("Give the number your Twilio account sends from."))
+            _("Give the number your Twilio account sends from.") if values["twilio_account_sid"] else
+            _("A sender number needs your own Twilio account: give its account SID and auth token too."))
     if errors:
         raise ValidationError(errors)
     for name in PROVIDER_FIELDS:

@@ -15,7 +15,10 @@ from django.conf import settings
 from notifications.models import ProviderSettings
 
 SEALED_FIELDS = ("line_channel_access_token", "line_channel_secret", "twilio_auth_token")
-PAIRS = (("line_channel_access_token", "line_channel_secret"), ("twilio_account_sid", "twilio_auth_token"))
+# An account's fields go together: never the tenant's token with the platform's account,
+# nor the tenant's sender number on the platform's account (it could be another tenant's).
+ACCOUNTS = (("line_channel_access_token", "line_channel_secret"),
+            ("twilio_account_sid", "twilio_auth_token", "twilio_from_number"))
 
 
 def _fernet() -> Fernet:
@@ -62,13 +65,10 @@ def current() -> Credentials:
     own = {}
     if row is not None:
         for name in platform:
-            value = getattr(row, name)
-            value = unseal(value) if name in SEALED_FIELDS else value
-            if value:
-                own[name] = value
-    # An account's id and secret go together: never the tenant's token with the
-    # platform's account (say, after SECRET_KEY changed and a secret no longer unseals).
-    for group in PAIRS:
+            stored = getattr(row, name)
+            if stored:  # a secret that no longer unseals (SECRET_KEY changed) is the tenant's, unusable
+                own[name] = unseal(stored) if name in SEALED_FIELDS else stored
+    for group in ACCOUNTS:
         if any(name in own for name in group):
             platform.update(dict.fromkeys(group, ""))
     return Credentials(**{**platform, **own}, own=frozenset(own))

@@ -195,6 +195,7 @@ class SmsProvider(Provider):
 
     channel = Channel.SMS
     LOOKBACK = 50  # the number's most recent messages searched for an unanswered one
+    NOT_SENT = {"failed", "undelivered", "canceled"}  # found, but it did not reach the person
 
     def configured(self) -> bool:
         creds = credentials.current()
@@ -230,22 +231,19 @@ class SmsProvider(Provider):
         return ProviderResult(ok=True, status=201, answer=f"sid={message.sid} status={message.status}")
 
     def find_sent(self, notification, preference, since):
-        import requests
-        from twilio.base.exceptions import TwilioException
-
-        client, from_number = self._client()
-        text = message_text(notification, 1500)
         try:
+            client, from_number = self._client()
+            text = message_text(notification, 1500)
             recent = client.messages.list(to=preference.phone, from_=from_number, limit=self.LOOKBACK)
-        except (TwilioException, requests.RequestException, OSError) as exc:
+            earliest = since - timedelta(minutes=1)  # the provider's clock against ours
+            for message in recent:
+                if (message.body == text and message.status not in self.NOT_SENT
+                        and (message.date_created is None or message.date_created >= earliest)):
+                    return ProviderResult(ok=True, status=200, answer=(
+                        f"already accepted: sid={message.sid} status={message.status} (found, not sent again)"))
+        except Exception as exc:  # Twilio's, the network's, or an answer we cannot read
             # Unknown: sending again risks a second SMS, not sending risks none at all.
             logger.warning("notification %s: Twilio lookup failed (%s); sending again", notification.pk, exc)
-            return None
-        earliest = since - timedelta(minutes=1)  # the provider's clock against ours
-        for message in recent:
-            if message.body == text and (message.date_created is None or message.date_created >= earliest):
-                return ProviderResult(ok=True, status=200, answer=(
-                    f"already accepted: sid={message.sid} status={message.status} (found, not sent again)"))
         return None
 
 
@@ -466,14 +464,13 @@ def do_deliver(notification_id: int) -> RunOutcome:
 
 
 def _unanswered_since(notification_id: int, channel: str) -> datetime | None:
-    """When the first attempt on this channel started, if the last one ended without the
-    provider's answer (timed out, connection lost, or cut short by a dying worker)."""
+    """When the first attempt on this channel started, if any attempt on it ended without
+    the provider's answer (timed out, connection lost, or cut short by a dying worker)."""
     attempts = list(DeliveryAttempt.objects.filter(notification_id=notification_id, channel=channel)
                     .order_by("pk").values_list("started_at", "provider_status", "ok"))
-    if not attempts:
-        return None
-    _started, status, ok = attempts[-1]
-    return attempts[0][0] if status is None and not ok else None
+    if any(status is None and not ok for _started, status, ok in attempts):
+        return attempts[0][0]
+    return None
 
 
 def _give_up(lease: _Lease, notification: Notification, index: int) -> RunOutcome:

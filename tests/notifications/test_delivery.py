@@ -153,6 +153,40 @@ def test_an_earlier_sms_to_the_same_number_with_other_text_is_not_taken_for_this
         "山田 花子さんの見守りが遅れています", "別件です"]
 
 
+def test_an_sms_is_looked_up_after_any_unanswered_attempt_not_only_the_last(
+    volunteer_a, fake_providers, settings, django_capture_on_commit_callbacks
+):
+    """1: accepted, answered too late. 2: the lookup fails, so it sends; Twilio refuses
+    that one (503). 3: the lookup works and finds the first: nothing more is sent."""
+    settings.NOTIFICATION_PROVIDER_TIMEOUT = 0.5
+    set_channels(volunteer_a, ["sms"], phone="+819012345678")
+    fake_providers.slow(1, seconds=1.0, path="/2010-04-01/")
+    fake_providers.fail(1, status=503, path="/2010-04-01/")  # attempt 2's lookup
+    fake_providers.fail(1, status=503, path="/2010-04-01/")  # attempt 2's send
+    notification, _ = notify(django_capture_on_commit_callbacks, volunteer_a)
+    assert attempts(notification) == [("sms", 1, False), ("sms", 2, False), ("sms", 3, True)]
+    assert [r.method for r in fake_providers.to("/2010-04-01/")] == ["POST", "GET", "POST", "GET"]
+    assert len(fake_providers.sms_messages) == 1
+
+
+def test_a_message_twilio_could_not_deliver_is_not_taken_for_delivered(
+    volunteer_a, fake_providers, django_capture_on_commit_callbacks
+):
+    from notifications.delivery import SmsProvider
+
+    set_channels(volunteer_a, ["sms"], phone="+819012345678")
+    notification, _ = notify(django_capture_on_commit_callbacks, volunteer_a)
+    [message] = fake_providers.sms_messages
+    since = timezone.now() - timedelta(minutes=5)
+    with tenant_scope("tenant_a"):
+        preference = ChannelPreference.objects.get(user=volunteer_a)
+        found = SmsProvider().find_sent(notification, preference, since)
+        assert found.ok and found.answer.startswith(f"already accepted: sid={message['sid']}")
+        for status in ("failed", "undelivered", "canceled"):
+            message["status"] = status
+            assert SmsProvider().find_sent(notification, preference, since) is None
+
+
 def test_when_twilio_cannot_say_whether_it_has_the_sms_it_is_sent_again_rather_than_lost(
     volunteer_a, fake_providers, settings, django_capture_on_commit_callbacks
 ):

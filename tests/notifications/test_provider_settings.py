@@ -135,6 +135,14 @@ def test_going_back_to_the_platforms_account(admin_client, accounts):
     ("ja", {"twilio_account_sid": A_SID, "twilio_auth_token": A_TOKEN},
      "Twilio アカウントの送信元の電話番号を入力してください。"),
     ("en", {"email_from": "not an address"}, "Enter a sender like 京田辺市 見守り &lt;mimamori@example.lg.jp&gt;."),
+    ("en", {"email_from": "a@example.jp, b@example.jp"},
+     "Enter a sender like 京田辺市 見守り &lt;mimamori@example.lg.jp&gt;."),
+    ("en", {"email_from": "X <a@example.jp>\nBcc: b@example.jp"},
+     "Enter a sender like 京田辺市 見守り &lt;mimamori@example.lg.jp&gt;."),
+    ("en", {"email_from": "見守り <" + "a" * 250 + "@example.jp>"},
+     "Enter a sender like 京田辺市 見守り &lt;mimamori@example.lg.jp&gt;."),
+    ("ja", {"twilio_from_number": A_FROM},
+     "送信元の電話番号には、自団体の Twilio アカウント（アカウント SID と認証トークン）も必要です。"),
 ])
 def test_bad_input_is_refused_with_a_message_and_nothing_saved(admin_a, accounts, language, posted, field_message):
     client = TenantClient(HOST_A, language=language)
@@ -198,3 +206,8 @@ def test_a_secret_sealed_under_another_secret_key_is_not_used_with_the_platforms
     # platform's token nor the platform's account), so email is used.
     assert attempts(notification) == [("email", 1, True)]
     assert accounts.to("/2010-04-01/") == []
+    # Nor is LINE: not A's (it no longer unseals), and not the platform's in A's name.
+    set_channels(volunteer_a, ["line", "email"], line_user_id=LINE_USER)
+    notification, _ = notify(django_capture_on_commit_callbacks, volunteer_a, key="k2")
+    assert attempts(notification) == [("email", 1, True)]
+    assert accounts.to("/v2/bot/") == []
