@@ -8,6 +8,7 @@ app_name = "watch"
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("my/", views.my_residents, name="my_residents"),
+    path("my/sw.js", views.my_residents_worker, name="my_residents_worker"),
     path("residents/<int:pk>/", views.resident_detail, name="resident"),
     path("residents/<int:pk>/contacts/", views.log_contact, name="log_contact"),
     path("residents/<int:pk>/team/", views.change_team, name="change_team"),

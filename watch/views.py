@@ -1,17 +1,20 @@
 """Web pages of watch-over and the device ping URL."""
 from datetime import date
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse, HttpResponseNotFound
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from tenants.accounts.models import User, hash_token
 from watch import actions
@@ -69,10 +72,24 @@ def my_residents(request):
     """The volunteer's phone page: assigned residents by due time, one-tap check-in."""
     residents = (residents_for_user(request.user).filter(assignments__user=request.user)
                  .select_related("area").order_by("-is_overdue", "next_due_at", "pk"))
+    labels = {**live_labels(), "user": request.user.pk, "worker": reverse("watch:my_residents_worker"),
+              "scope": reverse("watch:my_residents"),
+              "offline": _("No network. This list is as of %(time)s; check-ins are kept on this phone and sent "
+                           "when the network is back.") % {"time": date_format(timezone.localtime(), "n/j H:i")}}
     return render(request, "watch/my_residents.html", {
-        "residents": residents, "channels": Channel.choices, "outcomes": Outcome.choices,
-        "labels": live_labels(),
+        "residents": residents, "channels": Channel.choices, "outcomes": Outcome.choices, "labels": labels,
     })
+
+
+@require_GET
+def my_residents_worker(request):
+    """The service worker that keeps "my residents" usable offline; served under
+    /watch/my/ so that its scope is that page."""
+    response = render(request, "watch/sw.js", {"page_url": reverse("watch:my_residents"),
+                                               "static_url": settings.STATIC_URL},
+                      content_type="application/javascript")
+    response["Cache-Control"] = "no-cache"
+    return response
 
 
 @login_required

@@ -35,6 +35,11 @@ def sign_in(page, url, username):
     expect(page.get_by_test_id("live")).to_have_class("live on")
 
 
+def volunteer_pk() -> int:
+    with tenant_scope("tenant_a"):
+        return User.objects.get(username="kazuko").pk
+
+
 def contacts():
     with tenant_scope("tenant_a"):
         return list(ContactLog.objects.order_by("pk").values_list("resident__name", "outcome"))
@@ -69,8 +74,9 @@ def test_two_check_ins_made_offline_arrive_once_each_when_the_network_returns(ph
     phone.get_by_test_id(f"fine-{town[1].pk}").click()
     expect(phone.get_by_test_id("queue-status")).to_contain_text("2")
     assert contacts() == []
-    # A reload while offline would lose the page; the queue lives on in the phone's storage.
-    assert phone.evaluate("JSON.parse(localStorage.getItem('mimamori-checkin-queue')).length") == 2
+    # The queue lives on in the phone's storage, as this person's own.
+    key = f"mimamori-checkin-queue:{volunteer_pk()}"
+    assert phone.evaluate(f"JSON.parse(localStorage.getItem('{key}')).length") == 2
 
     phone.context.set_offline(False)
     phone.evaluate("window.dispatchEvent(new Event('online'))")
@@ -80,3 +86,61 @@ def test_two_check_ins_made_offline_arrive_once_each_when_the_network_returns(ph
     phone.reload()
     phone.wait_for_timeout(500)
     assert len(contacts()) == 2
+
+
+@pytest.fixture
+def secure_phone(browser, live_server_url):
+    """A phone whose browser takes the plain-http test host for a secure origin, as https
+    is in production: service workers exist only there."""
+    from tests.browser.conftest import CHROMIUM, FLAGS
+
+    origin = live_server_url(HOST_A)
+    own = browser.browser_type.launch(executable_path=str(CHROMIUM),
+                                      args=[*FLAGS, f"--unsafely-treat-insecure-origin-as-secure={origin}"])
+    context = own.new_context(viewport={"width": 390, "height": 844}, locale="ja-JP", is_mobile=True,
+                              has_touch=True)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+    own.close()
+
+
+def test_the_page_opens_without_a_network_and_a_check_in_made_then_is_sent_after_signing_in_again(
+    secure_phone, live_server_url, town
+):
+    """A volunteer opens "my residents" where there is no signal: the copy the phone kept
+    is shown (the server has even forgotten the session meanwhile, so a page from the
+    network would be the sign-in page). The check-in waits on the phone and is sent once
+    the volunteer is signed in again; signing out deletes the kept copy."""
+    from django.contrib.sessions.models import Session
+
+    url = live_server_url(HOST_A)
+    sign_in(secure_phone, url, "kazuko")
+    secure_phone.goto(url + "/watch/my/")
+    secure_phone.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    secure_phone.reload()  # now through the service worker, which keeps the page
+    expect(secure_phone.get_by_test_id(f"fine-{town[0].pk}")).to_be_visible()
+    assert secure_phone.evaluate("caches.has('mimamori-my-residents')")
+
+    with tenant_scope("tenant_a"):
+        Session.objects.all().delete()
+    secure_phone.context.set_offline(True)
+    secure_phone.reload()
+    expect(secure_phone.get_by_test_id(f"fine-{town[1].pk}")).to_be_visible()
+    expect(secure_phone.get_by_test_id("offline-status")).to_contain_text("ネットワークがありません")
+    secure_phone.get_by_test_id(f"fine-{town[1].pk}").click()
+    expect(secure_phone.get_by_test_id("queue-status")).to_contain_text("1")
+
+    secure_phone.context.set_offline(False)
+    secure_phone.evaluate("window.dispatchEvent(new Event('online'))")
+    secure_phone.wait_for_timeout(500)
+    assert contacts() == []  # the session is gone: the check-in waits, it is not dropped
+    sign_in(secure_phone, url, "kazuko")
+    secure_phone.goto(url + "/watch/my/")
+    expect(secure_phone.get_by_test_id("queue-status")).to_be_hidden(timeout=10_000)
+    assert contacts() == [("髙橋 茂", "fine")]
+
+    secure_phone.get_by_test_id("sign-out").click()
+    expect(secure_phone.get_by_test_id("sign-in")).to_be_visible()
+    secure_phone.wait_for_function("caches.has('mimamori-my-residents').then((kept) => !kept)")

@@ -1,11 +1,25 @@
 // Volunteer check-ins that survive a lost network: every submission is stored on the
 // phone with its idempotency key first, then sent; a retry of a sent one returns the
-// original entry on the server, so nothing is lost and nothing is doubled.
+// original entry on the server, so nothing is lost and nothing is doubled. The queue is
+// the signed-in person's own (a shared phone never sends one person's check-ins as
+// another's), and a service worker keeps the page itself for opening without a network.
 (function () {
-  const KEY = "mimamori-checkin-queue";
   const labels = JSON.parse(document.getElementById("watch-labels").textContent);
+  const KEY = `mimamori-checkin-queue:${labels.user}`;
   const status = document.getElementById("queue-status");
+  const offline = document.getElementById("offline-status");
   let flushing = false;
+
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register(labels.worker, { scope: labels.scope }).catch(() => {});
+  }
+  function showOffline() {
+    offline.hidden = navigator.onLine;
+    offline.textContent = labels.offline;
+  }
+  window.addEventListener("offline", showOffline);
+  window.addEventListener("online", showOffline);
+  showOffline();
 
   const load = () => JSON.parse(localStorage.getItem(KEY) || "[]");
   const save = (queue) => localStorage.setItem(KEY, JSON.stringify(queue));
@@ -53,7 +67,9 @@
         } catch (err) {
           break; // offline: keep it, try again later
         }
-        if (response.status >= 500 || response.status === 429 || response.status === 403) break;
+        // Server trouble, too fast, or signed out (the session ended while offline): keep it
+        // and try again later (after the next sign-in, for the last).
+        if (response.status >= 500 || [401, 403, 429].includes(response.status)) break;
         queue = load().filter((q) => q.idempotency_key !== item.idempotency_key);
         save(queue);
         if (!response.ok) {
