@@ -43,10 +43,15 @@ def run() -> list[Metric]:
     tenant_count = Tenant.objects.exclude(schema_name="public").count()
     migrate_runs = [timed(call_command, "migrate_schemas", interactive=False, verbosity=0)
                     for _ in range(MIGRATE_RUNS)]
+    per_schema_ms = [run / (tenant_count + 1) * 1000 for run in migrate_runs]
     print(f"(migrate_schemas over {tenant_count} tenant schemas + public; "
-          f"{statistics.median(migrate_runs) / (tenant_count + 1) * 1000:.0f} ms per schema)")
+          f"{statistics.median(per_schema_ms):.0f} ms per schema)")
+    # The bench database may hold other benchmarks' tenants too: the total is named by
+    # the real count, and the target (60 s for 100 tenants) is checked per schema.
     return [
         Metric.from_runs("provision_tenant", provision_runs, "s", target=5.0, better="lower"),
-        Metric.from_runs(f"migrate_schemas_{TENANTS}_tenants_nothing_to_apply", migrate_runs, "s",
-                         target=60.0, better="lower"),
+        Metric.from_runs(f"migrate_schemas_{tenant_count}_tenants_nothing_to_apply", migrate_runs, "s",
+                         target=None, better="lower"),
+        Metric.from_runs("migrate_schemas_ms_per_tenant_schema", per_schema_ms, "ms", target=60_000 / TENANTS,
+                         better="lower"),
     ]
