@@ -50,6 +50,14 @@ class Credentials:
     email_from: str
     own: frozenset  # the fields the tenant set itself
 
+    @property
+    def line_ready(self) -> bool:
+        return bool(self.line_channel_access_token)
+
+    @property
+    def sms_ready(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number)
+
 
 def current() -> Credentials:
     """The credentials for the active tenant schema."""

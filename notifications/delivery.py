@@ -150,7 +150,7 @@ class LineProvider(Provider):
     channel = Channel.LINE
 
     def configured(self) -> bool:
-        return bool(credentials.current().line_channel_access_token)
+        return credentials.current().line_ready
 
     def address(self, user, preference):
         return preference.line_user_id
@@ -198,8 +198,7 @@ class SmsProvider(Provider):
     NOT_SENT = {"failed", "undelivered", "canceled"}  # found, but it did not reach the person
 
     def configured(self) -> bool:
-        creds = credentials.current()
-        return bool(creds.twilio_account_sid and creds.twilio_auth_token and creds.twilio_from_number)
+        return credentials.current().sms_ready
 
     def address(self, user, preference):
         return preference.phone

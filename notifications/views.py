@@ -198,7 +198,7 @@ def line_webhook(request):
 def providers(request):
     """The tenant administrator: this organisation's own LINE, SMS and email accounts.
     Secrets are never shown again; a blank secret field keeps the stored one."""
-    if request.user.role != "admin":
+    if not request.user.is_tenant_admin:
         raise PermissionDenied
     errors: dict = {}
     status = HTTPStatus.OK
@@ -232,9 +232,7 @@ def providers(request):
         "twilio_from_number": creds.twilio_from_number if "twilio_from_number" in creds.own else "",
     }
     return render(request, "notifications/providers.html", {
-        "form": form, "errors": errors, "own": creds.own,
-        "line_ready": bool(creds.line_channel_access_token and creds.line_channel_secret),
-        "sms_ready": bool(creds.twilio_account_sid and creds.twilio_auth_token and creds.twilio_from_number),
+        "form": form, "errors": errors, "own": creds.own, "creds": creds,
         "platform_email_from": settings.DEFAULT_FROM_EMAIL,
         "webhook_url": request.build_absolute_uri(reverse("notifications:line_webhook")),
     }, status=status)

@@ -66,10 +66,17 @@ def get_resident_for_user(user, resident_id) -> Resident:
         raise Http404 from exc
 
 
-def areas_for_user(user) -> QuerySet[Area]:
+def area_scope(user) -> list[str] | None:
+    """The paths of the subtrees `user` looks after, or None for the whole tenant (its
+    administrator, and staff attached to no area)."""
     if user.role == User.Role.ADMIN:
-        return Area.objects.all()
+        return None
     paths = area_paths_for_user(user)
     if user.role == User.Role.MUNICIPAL_STAFF and not paths:
-        return Area.objects.all()
-    return Area.objects.filter(_in_subtrees(paths, field="path"))
+        return None
+    return paths
+
+
+def areas_for_user(user) -> QuerySet[Area]:
+    scope = area_scope(user)
+    return Area.objects.all() if scope is None else Area.objects.filter(_in_subtrees(scope, field="path"))

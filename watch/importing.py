@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tenants.accounts.models import User
-from watch.access import area_paths_for_user
+from watch.access import area_scope
 from watch.actions import check_can_manage_residents, do_create_area, do_create_resident, do_record_consent
 from watch.models import Area, EmergencyContact, Resident
 
@@ -473,17 +473,6 @@ def _area_names(row: dict) -> tuple[str, ...] | None:
     return names if names[2] else names[:2]
 
 
-def _scope(actor: User | None) -> list[str] | None:
-    """The area paths under which `actor` may import, or None for anywhere (the tenant's
-    administrator, staff attached to no area, or a dry run for nobody in particular)."""
-    if actor is None or actor.role == User.Role.ADMIN:
-        return None
-    paths = area_paths_for_user(actor)
-    if actor.role == User.Role.MUNICIPAL_STAFF and not paths:
-        return None
-    return paths
-
-
 def _outside(names: tuple[str, ...], area: Area | None, depth: int, scope: list[str]) -> tuple[str, str] | None:
     """The error for a row whose area (existing, or to be created under `area`) is not
     in the actor's part of the tree."""
@@ -525,7 +514,7 @@ def _check(data: bytes, *, create_areas: bool, actor: User | None = None) -> tup
     existing = set(Resident.objects.filter(external_id__in=[number for _l, number, _a, _p in candidates if number])
                    .values_list("external_id", flat=True))
     tree = _AreaTree()
-    scope = _scope(actor)
+    scope = area_scope(actor) if actor is not None else None  # None: anywhere
     for line, number, area_names, planned in candidates:
         clean = planned is not None
         if number in existing:

@@ -33,12 +33,17 @@ def browser():
         del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
-@pytest.fixture
-def phone(browser):
-    """A phone-sized page, Japanese first like the people using it."""
+def new_phone(browser):
+    """A phone-sized page, Japanese first like the people using it; close its context."""
     context = browser.new_context(viewport={"width": 390, "height": 844}, locale="ja-JP", is_mobile=True,
                                   has_touch=True)
     page = context.new_page()
     page.set_default_timeout(10_000)
+    return page
+
+
+@pytest.fixture
+def phone(browser):
+    page = new_phone(browser)
     yield page
-    context.close()
+    page.context.close()

@@ -92,17 +92,14 @@ def test_two_check_ins_made_offline_arrive_once_each_when_the_network_returns(ph
 def secure_phone(browser, live_server_url):
     """A phone whose browser takes the plain-http test host for a secure origin, as https
     is in production: service workers exist only there."""
-    from tests.browser.conftest import CHROMIUM, FLAGS
+    from tests.browser.conftest import CHROMIUM, FLAGS, new_phone
 
     origin = live_server_url(HOST_A)
     own = browser.browser_type.launch(executable_path=str(CHROMIUM),
                                       args=[*FLAGS, f"--unsafely-treat-insecure-origin-as-secure={origin}"])
-    context = own.new_context(viewport={"width": 390, "height": 844}, locale="ja-JP", is_mobile=True,
-                              has_touch=True)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
+    page = new_phone(own)
     yield page
-    context.close()
+    page.context.close()
     own.close()
 
 
