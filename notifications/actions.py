@@ -7,7 +7,7 @@ from email.utils import parseaddr
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -81,7 +81,7 @@ def do_notify(*, recipient, kind: str, title: str, body: str, url: str = "", urg
     except IntegrityError:
         # A concurrent call created it first (the unique constraint waited for it).
         return Notification.objects.get(recipient=recipient, dedupe_key=dedupe_key), False
-    send_event_on_commit({
+    send_event_on_commit(connection.schema_name, {
         "type": "notification.created", "text": notification.title,
         "notification": {"id": notification.pk, "kind": kind, "title": notification.title, "url": notification.url,
                          "urgent": urgent},
@@ -94,7 +94,8 @@ def do_notify(*, recipient, kind: str, title: str, body: str, url: str = "", urg
 
 
 def _announce_unread(user) -> None:
-    send_event_on_commit({"type": "notification.read", "unread": get_unread_count_for_user(user)}, [to_user(user.pk)])
+    send_event_on_commit(connection.schema_name, {"type": "notification.read", "unread": get_unread_count_for_user(user)},
+                         [to_user(user.pk)])
 
 
 def do_mark_read(*, user, notification: Notification) -> bool:

@@ -480,7 +480,7 @@ def _give_up(lease: _Lease, notification: Notification, index: int) -> RunOutcom
         with translation.override(settings.LANGUAGE_CODE):
             text = _("A notification to %(name)s could not be delivered on any channel.") % {"name": recipient}
         # Ids and the recipient's name only: the title may name a resident.
-        send_event_on_commit({
+        send_event_on_commit(connection.schema_name, {
             "type": "notification.failed", "text": text,
             "notification": {"id": notification.pk, "kind": notification.kind, "recipient_id": recipient.pk,
                              "recipient": str(recipient), "urgent": notification.urgent},

@@ -1,15 +1,20 @@
 """Live events: published to websocket clients after the transaction commits.
 
-Actions call `send_event_on_commit`; nothing else publishes. Group names carry the
-schema name, so an event of one tenant can reach only that tenant's connections. The
-channel layer may drop messages under load: the database is the record, live events
-are a view of it.
+Actions call `send_event_on_commit(schema_name, event, audience)`; the edge's async
+paths, which have committed already, call `publish_now`. Both end in `publish_now`, the
+one publishing point (tests capture events there). Group names carry the schema name,
+so an event of one tenant can reach only that tenant's connections. The channel layer
+may drop messages under load, and Redis may be down: the database is the record, live
+events are a view of it, and a failure to publish is logged, never raised.
 """
+import logging
 from collections.abc import Iterable
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import connection, transaction
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
 
 EVERYONE = "all"
 
@@ -23,7 +28,7 @@ def to_role(role: str) -> str:
 
 
 def to_area(area_id: int) -> str:
-    """Everyone who oversees the area (or an area above it)."""
+    """Everyone who oversees the area (or an area above it) and sees all its residents."""
     return f"area.{area_id}"
 
 
@@ -44,20 +49,25 @@ def groups_for_user(schema_name: str, user) -> list[str]:
     return [group_name(schema_name, a) for a in audiences]
 
 
-def send_event_on_commit(event: dict, audience: Iterable[str], schema_name: str | None = None) -> None:
-    """Publish `event` to `audience` (EVERYONE, to_role(...), to_user(...)) of the current
-    tenant, once the surrounding transaction commits; dropped if it rolls back."""
-    schema_name = schema_name or connection.schema_name
-    groups = [group_name(schema_name, a) for a in audience]
-    transaction.on_commit(lambda: publish(groups, event))
+def send_event_on_commit(schema_name: str, event: dict, audience: Iterable[str]) -> None:
+    """Publish `event` to `audience` (EVERYONE, to_role(...), to_user(...), to_area(...))
+    of the tenant `schema_name` once the surrounding transaction commits; dropped if it
+    rolls back."""
+    audience = list(audience)
+    transaction.on_commit(lambda: publish(schema_name, audience, event))
 
 
-def publish(groups: list[str], event: dict) -> None:
-    async_to_sync(send_to_groups)(groups, event)
+def publish(schema_name: str, audience: Iterable[str], event: dict) -> None:
+    """Publish now, from sync code that has committed (on_commit callbacks)."""
+    async_to_sync(publish_now)(schema_name, list(audience), event)
 
 
-async def send_to_groups(groups: list[str], event: dict) -> None:
-    """Publish now, from async code that has already committed (the edge paths)."""
+async def publish_now(schema_name: str, audience: list[str], event: dict) -> None:
+    """The one publishing point: every live event of every path goes through here."""
     layer = get_channel_layer()
-    for group in groups:
-        await layer.group_send(group, {"type": "live.event", "event": event})
+    try:
+        for group in dict.fromkeys(group_name(schema_name, a) for a in audience):
+            await layer.group_send(group, {"type": "live.event", "event": event})
+    except Exception:
+        # After commit, the answer is the commit: pages catch up from the database.
+        logger.exception("live event %s of %s not published", event.get("type"), schema_name)

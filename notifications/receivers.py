@@ -9,13 +9,11 @@ from tenants.accounts.signals import user_deactivated, user_joined
 @receiver(user_deactivated)
 def end_live_connections(sender, schema_name, user_id, **kwargs):
     # Open pages of a deactivated user must stop receiving anything at once.
-    send_event_on_commit({"type": "session.ended"}, [to_user(user_id)], schema_name=schema_name)
+    send_event_on_commit(schema_name, {"type": "session.ended"}, [to_user(user_id)])
 
 
 @receiver(user_joined)
 def announce_new_user(sender, schema_name, user_id, **kwargs):
     user = User.objects.get(pk=user_id)
-    send_event_on_commit(
-        {"type": "user.joined", "user": {"id": user.pk, "name": str(user), "role": user.role}},
-        [to_role(User.Role.ADMIN)], schema_name=schema_name,
-    )
+    event = {"type": "user.joined", "user": {"id": user.pk, "name": str(user), "role": user.role}}
+    send_event_on_commit(schema_name, event, [to_role(User.Role.ADMIN)])

@@ -16,8 +16,7 @@ from tenants.accounts.models import User, hash_token
 from tenants.context import absolute_url
 from tenants.tasks import enqueue_on_commit
 from tenants.wakeups import do_lower_wakeup, do_set_wakeup
-from watch.access import residents_for_user
-from watch.actions import resident_audience
+from watch.access import resident_audience, residents_for_user
 from watch.models import AreaMembership, Resident
 
 logger = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ def concern_event(concern: Concern, kind: str, *, actor: User | None = None, not
                   **data) -> ConcernEvent:
     """Record a timeline entry and publish it, with its id, to those watching the resident."""
     event = ConcernEvent.objects.create(concern=concern, kind=kind, actor=actor, note=note, data=data)
-    send_event_on_commit(live_payload(event), resident_audience(concern.resident))
+    send_event_on_commit(connection.schema_name, live_payload(event), resident_audience(concern.resident))
     return event
 
 

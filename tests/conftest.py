@@ -166,16 +166,38 @@ def public_client(db):
 
 @pytest.fixture
 def captured_events(monkeypatch):
-    """Every live event published (after commit) during the test, as (group, event)."""
+    """Every live event published during the test, as (group, event), captured at the
+    one publishing point (`notifications.events.publish_now`: actions after commit and
+    the edge alike)."""
     from notifications import events
 
     captured: list[tuple[str, dict]] = []
 
-    def record(groups, event):
-        captured.extend((group, event) for group in groups)
+    async def record(schema_name, audience, event):
+        captured.extend((events.group_name(schema_name, a), event) for a in dict.fromkeys(audience))
 
-    monkeypatch.setattr(events, "publish", record)
+    monkeypatch.setattr(events, "publish_now", record)
     return captured
+
+
+@pytest.fixture
+def expect_events(captured_events):
+    """`with expect_events(2) as events:` the events published inside the block, as
+    (group, event) pairs, failing unless exactly that many distinct events were published."""
+
+    @contextlib.contextmanager
+    def expect(count: int):
+        start = len(captured_events)
+        block: list[tuple[str, dict]] = []
+        yield block
+        block.extend(captured_events[start:])
+        distinct = []
+        for _group, event in block:
+            if not any(event is seen for seen in distinct):
+                distinct.append(event)
+        assert len(distinct) == count, f"expected {count} event(s), got {[e.get('type') for e in distinct]}"
+
+    return expect
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from notifications.events import send_event_on_commit, to_area, to_user
+from notifications.events import send_event_on_commit
 from tenants.accounts.models import User, hash_token
 from tenants.wakeups import do_lower_wakeup, do_set_wakeup
-from watch.live import ALL_AREAS
+from watch.access import resident_audience
 from watch.models import (
     SIGN_OF_LIFE,
     Area,
@@ -46,15 +46,9 @@ def do_create_area(*, name: str, kind: str, parent: Area | None = None) -> Area:
     return area
 
 
-# Live events about a resident go to those who oversee its area, the administrators
-# and its team. They carry ids and states, never names or notes.
-def resident_audience(resident: Resident) -> list[str]:
-    audience = [ALL_AREAS, *[to_area(pk) for pk in resident.area.ancestor_ids]]
-    audience += [to_user(uid) for uid in Assignment.objects.filter(resident=resident).values_list("user_id", flat=True)]
-    return audience
-
-
-def resident_event(resident: Resident, kind: str, **extra) -> dict:
+# Live events about a resident: ids and states, never names or notes, to everyone who
+# may see the resident (watch.access.resident_audience). The edge builds its events here too.
+def resident_event(resident, kind: str, **extra) -> dict:
     return {
         "type": kind,
         "resident": resident.pk,
@@ -64,6 +58,10 @@ def resident_event(resident: Resident, kind: str, **extra) -> dict:
         "overdue": resident.is_overdue,
         **extra,
     }
+
+
+def publish_resident_event_on_commit(resident: Resident, kind: str, **extra) -> None:
+    send_event_on_commit(connection.schema_name, resident_event(resident, kind, **extra), resident_audience(resident))
 
 
 # Residents.
@@ -137,7 +135,7 @@ def do_set_resident_status(*, actor: User | None, resident: Resident, status: st
         else:
             rhythms.update(state=Rhythm.State.PAUSED, overdue_since=None)
         _refresh_resident_due(resident)
-        send_event_on_commit(resident_event(resident, "resident.status", status=status), resident_audience(resident))
+        publish_resident_event_on_commit(resident, "resident.status", status=status)
     logger.info("user %s set resident %s to %s", actor.pk if actor else "-", resident.pk, status)
     return resident
 
@@ -282,8 +280,7 @@ def _apply_contact(resident: Resident, contact: ContactLog) -> None:
     if contact.outcome == Outcome.WORRIED or contact.outcome == Outcome.ASKED_FOR_CALL:
         cause = "device_call_request" if contact.device_id else "worried_contact"
         attention_requested.send(sender=ContactLog, resident_id=resident.pk, cause=cause, contact_id=contact.pk)
-    send_event_on_commit(resident_event(resident, "contact.logged", contact=contact.pk, channel=contact.channel),
-                         resident_audience(resident))
+    publish_resident_event_on_commit(resident, "contact.logged", contact=contact.pk, channel=contact.channel)
 
 
 def _reset_rhythms(resident: Resident, occurred: datetime, *, channel: str, device: Device | None = None) -> None:
@@ -373,8 +370,7 @@ def do_record_device_signal(*, device: Device, signal: str, at: datetime | None 
         Resident.objects.filter(pk=resident.pk).update(next_due_at=resident.next_due_at,
                                                        is_overdue=resident.is_overdue)
         if signal == DeviceSignal.LOW_BATTERY:
-            send_event_on_commit(resident_event(resident, "device.battery_low", device=device.pk),
-                                 resident_audience(resident))
+            publish_resident_event_on_commit(resident, "device.battery_low", device=device.pk)
     return None
 
 
@@ -387,8 +383,7 @@ def do_device_rhythm_recovered(*, device: Device, at: datetime) -> None:
         _reset_rhythms(resident, at, channel=Channel.DEVICE, device=device)
         Resident.objects.filter(pk=resident.pk).update(next_due_at=resident.next_due_at,
                                                        is_overdue=resident.is_overdue)
-        send_event_on_commit(resident_event(resident, "device.recovered", device=device.pk),
-                             resident_audience(resident))
+        publish_resident_event_on_commit(resident, "device.recovered", device=device.pk)
 
 
 # Overdue detection.
@@ -416,7 +411,7 @@ def do_mark_overdue(now: datetime | None = None) -> list[int]:
         if resident_ids:
             Resident.objects.filter(pk__in=resident_ids).update(is_overdue=True)
             for resident in Resident.objects.filter(pk__in=resident_ids).select_related("area"):
-                send_event_on_commit(resident_event(resident, "resident.overdue"), resident_audience(resident))
+                publish_resident_event_on_commit(resident, "resident.overdue")
             for rhythm_id, resident_id in marked:
                 resident_overdue.send(sender=Rhythm, resident_id=resident_id, rhythm_id=rhythm_id)
         next_alert = (Rhythm.objects.filter(state=Rhythm.State.OK, alert_at__isnull=False)

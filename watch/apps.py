@@ -8,6 +8,6 @@ class WatchConfig(AppConfig):
 
     def ready(self):
         from notifications.events import audience_providers
-        from watch.live import area_audiences
+        from watch.access import area_audiences
 
         audience_providers.append(area_audiences)

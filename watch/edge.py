@@ -33,12 +33,13 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from rest_framework.authtoken.models import Token
 
-from notifications.events import group_name, send_to_groups, to_area, to_user
+from notifications import events
+from notifications.events import to_area, to_user
 from tenants.accounts.models import User, hash_token
 from tenants.context import tenant_scope
 from tenants.models import Domain, Tenant, Wakeup
+from watch.access import ALL_AREAS
 from watch.actions import MAX_FUTURE, NOTE_MAX, OVERDUE
-from watch.live import ALL_AREAS
 from watch.models import (
     SIGN_OF_LIFE,
     Area,
@@ -260,7 +261,7 @@ class Edge:
                  "contact": contact_id, "channel": values["channel"]}
         audience = [ALL_AREAS, *[to_area(int(a)) for a in area_path.strip("/").split("/") if a],
                     *[to_user(uid) for uid in team]]
-        await send_to_groups([group_name(schema, a) for a in audience], event)
+        await events.publish_now(schema, audience, event)
         answer = {"id": contact_id, "resident": values["resident"], "occurred_at": _iso(values["at"]),
                   "channel": values["channel"], "outcome": values["outcome"], "note": values["note"],
                   "logged_by": user_id, "logged_by_name": user_name, "device": None,

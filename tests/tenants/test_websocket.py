@@ -17,7 +17,7 @@ def session_of(client) -> str:
 
 def publish_in(schema_name, event, audience, capture):
     with capture(execute=True), tenant_scope(schema_name):
-        send_event_on_commit(event, audience)
+        send_event_on_commit(schema_name, event, audience)
 
 
 async def no_message(communicator) -> bool:
@@ -76,7 +76,7 @@ def test_event_rolled_back_with_its_transaction_is_never_sent(
 
     def publish_then_fail():
         with django_capture_on_commit_callbacks(execute=False) as callbacks, tenant_scope("tenant_a"):
-            send_event_on_commit({"type": "never"}, [EVERYONE])
+            send_event_on_commit("tenant_a", {"type": "never"}, [EVERYONE])
         # The transaction did not commit: the callbacks are dropped, never run.
         return len(callbacks)
 

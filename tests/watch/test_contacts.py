@@ -34,7 +34,7 @@ def test_volunteer_logs_a_check_in_that_moves_the_rhythm(client_a, volunteer_a, 
     assert resident.next_due_at == rhythm.alert_at
     groups = {group for group, event in captured_events if event["type"] == "contact.logged"}
     assert f"tenant_a.user.{volunteer_a.pk}" in groups
-    assert f"tenant_a.area.{hanako.area.ancestor_ids[0]}" in groups
+    assert f"tenant_a.area.{hanako.area.ancestor_ids[0]}.municipal_staff" in groups
     assert all("山田" not in str(event) for _g, event in captured_events)  # ids, never names
 
 
