@@ -58,7 +58,7 @@ def failed_notifications() -> QuerySet[Notification]:
 # Notifying ----------------------------------------------------------------------------
 
 def do_notify(*, recipient, kind: str, title: str, body: str, url: str = "", urgent: bool = False,
-              dedupe_key: str) -> tuple[Notification, bool]:
+              dedupe_key: str, subject_resident: int | None = None) -> tuple[Notification, bool]:
     """Notify `recipient` once per `dedupe_key`: the in-app notification exists at once
     (and is announced live after commit); external delivery is enqueued after commit.
 
@@ -76,7 +76,7 @@ def do_notify(*, recipient, kind: str, title: str, body: str, url: str = "", urg
         with transaction.atomic():
             notification = Notification.objects.create(
                 recipient=recipient, kind=kind, title=title[:200], body=body, url=url[:500], urgent=urgent,
-                dedupe_key=dedupe_key, next_attempt_at=timezone.now(),
+                dedupe_key=dedupe_key, subject_resident=subject_resident, next_attempt_at=timezone.now(),
             )
     except IntegrityError:
         # A concurrent call created it first (the unique constraint waited for it).

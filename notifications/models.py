@@ -44,6 +44,9 @@ class Notification(models.Model):
     # The sender's identity of this message, e.g. "concern:12:step:2": the same key
     # for the same person gives the same row, whatever retries happen upstream.
     dedupe_key = models.CharField(max_length=200)
+    # The resident the notification tells about (an id of watch's, which this app cannot
+    # reference): pages listing notifications show only those the viewer may see.
+    subject_resident = models.BigIntegerField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)
 
@@ -93,6 +96,21 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} #{self.attempt} {'ok' if self.ok else 'failed'}"
+
+
+class ReceivedWebhookEvent(models.Model):
+    """A provider's webhook event already handled (LINE's webhookEventId, Twilio's
+    MessageSid): a redelivery of it changes nothing."""
+
+    provider = models.CharField(max_length=16)
+    event_id = models.CharField(max_length=100)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["provider", "event_id"], name="webhook_event_once")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_id}"
 
 
 class ChannelPreference(models.Model):

@@ -142,6 +142,10 @@ class ConcernEvent(models.Model):
         RESOLVED = "resolved", _("Resolved")
         DISMISSED = "dismissed", _("Dismissed")
         REFUSED = "refused", _("Refused acknowledgement")
+        # A reply that did not acknowledge, kept as that person's message.
+        MESSAGE = "message", _("Message")
+        # A step whose recipients were nobody: passed over at once, with the reason.
+        SKIPPED = "skipped", _("Step skipped")
 
     concern = models.ForeignKey(Concern, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -3,7 +3,7 @@ rhythms, devices, overdue marks. Views, API endpoints, tasks and commands call t
 import logging
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 OVERDUE = "overdue"  # wakeup purpose
 MAX_FUTURE = timedelta(minutes=5)
+# No contact, signal or answer is older than this: an earlier date is a wrong clock or input.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 NOTE_MAX = 2000
 
 
@@ -212,10 +214,17 @@ def _refresh_resident_due(resident: Resident) -> None:
 
 
 # Contacts.
+def occurred_in_window(at: datetime) -> bool:
+    """When a contact or signal may have happened: from 1900 until five minutes from now
+    (phones' clocks run a little fast). Asked by every path, the edge's included."""
+    return EARLIEST <= at <= timezone.now() + MAX_FUTURE
+
+
 def check_contact_input(*, occurred_at: datetime, channel: str, outcome: str, note: str) -> None:
     errors: dict[str, list[str]] = {}
-    if occurred_at > timezone.now() + MAX_FUTURE:
-        errors["occurred_at"] = [_("The time is in the future. Check the phone's clock.")]
+    if not occurred_in_window(occurred_at):
+        errors["occurred_at"] = [_("The time is in the future. Check the phone's clock.") if occurred_at > EARLIEST
+                                 else _("The date is before 1900. Check the date.")]
     if channel not in Channel.values:
         errors["channel"] = [_("Unknown channel.")]
     if outcome not in Outcome.values:
