@@ -94,8 +94,8 @@ def do_notify(*, recipient, kind: str, title: str, body: str, url: str = "", urg
 
 
 def _announce_unread(user) -> None:
-    send_event_on_commit(connection.schema_name, {"type": "notification.read", "unread": get_unread_count_for_user(user)},
-                         [to_user(user.pk)])
+    event = {"type": "notification.read", "unread": get_unread_count_for_user(user)}
+    send_event_on_commit(connection.schema_name, event, [to_user(user.pk)])
 
 
 def do_mark_read(*, user, notification: Notification) -> bool:
