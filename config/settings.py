@@ -50,7 +50,7 @@ TENANT_APPS = [
     "watch",
     "outreach",
 ]
-INSTALLED_APPS = [*SHARED_APPS, *[app for app in TENANT_APPS if app not in SHARED_APPS]]
+INSTALLED_APPS = [*SHARED_APPS, *[app for app in TENANT_APPS if app not in SHARED_APPS], "config"]
 INSTALLED_APPS.insert(INSTALLED_APPS.index("django.contrib.staticfiles"), "channels")
 
 TENANT_MODEL = "tenants.Tenant"

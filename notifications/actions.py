@@ -326,3 +326,20 @@ def do_configure_providers(*, actor, **changes) -> ProviderSettings:
     logger.info("provider settings changed by %s: %s", f"user {actor.pk}" if actor else "an operator command",
                 ", ".join(sorted(changes)) or "nothing")
     return row
+
+
+def do_forget_webpush_subscription(*, preference: ChannelPreference, endpoint: str) -> bool:
+    """The push service says the browser unsubscribed (404/410): forget the subscription and
+    take web push out of the person's channels, as do_set_webpush_subscription(None) does, but
+    only while the stored endpoint is still `endpoint` (compare-and-set: a phone that subscribed
+    again meanwhile keeps its new subscription). True when it was forgotten."""
+    with transaction.atomic():
+        current = (ChannelPreference.objects.select_for_update()
+                   .filter(pk=preference.pk, webpush_subscription__endpoint=endpoint).first())
+        if current is None:
+            return False
+        current.webpush_subscription = None
+        current.channels = [c for c in current.channels if c != Channel.WEBPUSH]
+        current.save(update_fields=["webpush_subscription", "channels"])
+    logger.info("user %s: push subscription gone, forgotten", current.user_id)
+    return True

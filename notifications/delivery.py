@@ -286,10 +286,10 @@ class WebPushProvider(Provider):
             status = exc.response.status_code if exc.response is not None else None
             answer = exc.response.text if exc.response is not None else ""
             if status in (404, 410):
-                # The browser unsubscribed: forget the subscription (only if unchanged).
-                ChannelPreference.objects.filter(
-                    pk=preference.pk, webpush_subscription__endpoint=subscription.get("endpoint")
-                ).update(webpush_subscription=None)
+                # The browser unsubscribed. Imported here, not above: actions enqueue the tasks that run this.
+                from notifications.actions import do_forget_webpush_subscription
+
+                do_forget_webpush_subscription(preference=preference, endpoint=subscription.get("endpoint", ""))
             if status is None:
                 return ProviderResult(ok=False, error=str(exc.message)[:ANSWER_LIMIT])
             return failure_for_status(status, answer=answer[:ANSWER_LIMIT], error=f"push {status}")

@@ -429,3 +429,51 @@ def do_mark_overdue(now: datetime | None = None) -> list[int]:
     if marked:
         logger.info("marked %d rhythm(s) of %d resident(s) overdue", len(marked), len(resident_ids))
     return resident_ids
+
+
+# Area memberships: staff, case workers and association officers see the subtrees of their areas.
+def check_can_manage_areas(actor: User | None) -> None:
+    """Memberships change who sees whom: only those who oversee the whole tenant change them
+    (actor None: the platform's own commands)."""
+    from django.core.exceptions import PermissionDenied
+
+    from watch.access import oversees_whole_tenant
+
+    if actor is not None and not oversees_whole_tenant(actor):
+        raise PermissionDenied(_("Only those who oversee the whole tenant can attach people to areas."))
+
+
+def do_attach_to_area(*, actor: User | None, user: User, area: Area) -> "AreaMembership":  # noqa: F821
+    """Attach `user` to `area` (idempotent). Only roles that see by area can be attached."""
+    from watch.access import LENSES
+    from watch.models import AreaMembership
+
+    check_can_manage_areas(actor)
+    lens = LENSES.get(user.role)
+    if lens is None or not lens.areas:
+        raise ValidationError({"user": [_("Only municipal staff, case workers and association officers can be "
+                                          "attached to an area.")]})
+    membership, _created = AreaMembership.objects.get_or_create(user=user, area=area)
+    return membership
+
+
+def do_detach_from_area(*, actor: User | None, user: User, area: Area) -> bool:
+    """Undo do_attach_to_area; False when `user` was not attached."""
+    from watch.models import AreaMembership
+
+    check_can_manage_areas(actor)
+    return AreaMembership.objects.filter(user=user, area=area).delete()[0] > 0
+
+
+# Emergency contacts.
+def do_add_emergency_contact(*, actor: User | None, resident: Resident, name: str, relation: str = "",
+                             phone: str = "") -> "EmergencyContact":  # noqa: F821
+    """Add one emergency contact to `resident` (checked against the model's limits)."""
+    from watch.models import EmergencyContact
+
+    if actor is not None:
+        check_can_manage_residents(actor)
+    contact = EmergencyContact(resident=resident, name=name, relation=relation, phone=phone)
+    contact.full_clean(exclude=["resident"])
+    contact.save()
+    return contact

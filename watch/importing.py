@@ -20,7 +20,13 @@ from django.utils.translation import gettext as _
 
 from tenants.accounts.models import User
 from watch.access import area_scope
-from watch.actions import check_can_manage_residents, do_create_area, do_create_resident, do_record_consent
+from watch.actions import (
+    check_can_manage_residents,
+    do_add_emergency_contact,
+    do_create_area,
+    do_create_resident,
+    do_record_consent,
+)
 from watch.models import Area, EmergencyContact, Resident
 
 # The headers, as municipal exports write them.
@@ -603,5 +609,10 @@ def _create_resident(actor: User, planned: PlannedResident, tree: _AreaTree, rep
     do_record_consent(actor=actor, resident=resident, status=planned.consent,
                       share_with_volunteers=given, share_with_association=given)
     if planned.emergency_contact:
-        EmergencyContact.objects.create(resident=resident, **planned.emergency_contact)
+        try:
+            do_add_emergency_contact(actor=actor, resident=resident, **planned.emergency_contact)
+        except ValidationError as exc:  # checked before, as above
+            key, messages = next(iter(exc.message_dict.items()))
+            headers = {"name": CONTACT_NAME, "relation": CONTACT_RELATION, "phone": CONTACT_PHONE}
+            raise _RowFailed(planned.line, headers.get(key, ""), " ".join(messages)) from exc
     report.imported.append(resident)

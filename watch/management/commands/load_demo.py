@@ -35,9 +35,9 @@ def load_demo_residents() -> str | None:
     """Import the sample residents' list (its clean rows), give the volunteer the residents
     who consented, attach the officer to their association, and register one button.
     Returns the button's token (shown once), or None if residents already exist."""
-    from watch.actions import do_assign, do_register_device
+    from watch.actions import do_assign, do_attach_to_area, do_register_device
     from watch.importing import check_import, do_import_residents
-    from watch.models import Area, AreaMembership, Resident
+    from watch.models import Area, Resident
 
     if Resident.objects.exists():
         return None
@@ -52,7 +52,7 @@ def load_demo_residents() -> str | None:
         do_assign(actor=admin, resident=resident, user=volunteer)
     officer = User.objects.get(username="officer")
     for area in Area.objects.filter(kind=Area.Kind.ASSOCIATION):
-        AreaMembership.objects.get_or_create(user=officer, area=area)
+        do_attach_to_area(actor=admin, user=officer, area=area)
     _device, token = do_register_device(actor=admin, resident=Resident.objects.get(external_id="1"),
                                         kind="button", name="玄関の見守りボタン")
     return token
