@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from notifications.events import send_event_on_commit
 from tenants.accounts.models import User, hash_token
 from tenants.wakeups import do_lower_wakeup, do_set_wakeup
-from watch.access import resident_audience
+from watch.access import oversees_whole_tenant, resident_audience
 from watch.models import (
     SIGN_OF_LIFE,
     Area,
@@ -131,7 +131,8 @@ def do_set_resident_status(*, actor: User | None, resident: Resident, status: st
         rhythms = Rhythm.objects.filter(resident=resident)
         if status == Resident.Status.ACTIVE:
             for rhythm in rhythms.filter(state=Rhythm.State.PAUSED):
-                rhythm.state, rhythm.alert_at = Rhythm.State.OK, now + rhythm.interval + rhythm.grace
+                rhythm.state = Rhythm.State.OK
+                rhythm.alert_at = Rhythm.alert_time(now, rhythm.interval, rhythm.grace)
                 rhythm.save(update_fields=["state", "alert_at"])
                 do_lower_wakeup(connection.schema_name, OVERDUE, rhythm.alert_at)
         else:
@@ -165,11 +166,25 @@ def do_unassign(*, actor: User, resident: Resident, user: User) -> bool:
     return Assignment.objects.filter(resident=resident, user=user).delete()[0] > 0
 
 
-def do_start_disaster_sharing(*, actor: User, reason: str) -> DisasterSharing:
-    """Switch on the disaster exception; logged with who and why."""
-    check_can_manage_residents(actor)
+def check_can_switch_disaster_sharing(actor: User) -> None:
+    """Disaster sharing applies to the whole tenant: only those who oversee all of it switch it."""
+    from django.core.exceptions import PermissionDenied
+
+    if not oversees_whole_tenant(actor):
+        raise PermissionDenied(_("Only the administrator and staff who oversee the whole municipality can switch "
+                                 "disaster sharing."))
+
+
+def do_start_disaster_sharing(*, actor: User, reason: str, confirmed: bool) -> DisasterSharing:
+    """Switch on the disaster exception, once confirmed; logged with who and why."""
+    check_can_switch_disaster_sharing(actor)
+    errors = {}
     if not reason.strip():
-        raise ValidationError({"reason": [_("Say why sharing without consent is needed.")]})
+        errors["reason"] = [_("Say why sharing without consent is needed.")]
+    if not confirmed:
+        errors["confirm"] = [_("Confirm that people who need help to evacuate may be shown without their consent.")]
+    if errors:
+        raise ValidationError(errors)
     try:
         with transaction.atomic():
             sharing = DisasterSharing.objects.create(started_by=actor, reason=reason.strip())
@@ -180,7 +195,7 @@ def do_start_disaster_sharing(*, actor: User, reason: str) -> DisasterSharing:
 
 
 def do_end_disaster_sharing(*, actor: User) -> bool:
-    check_can_manage_residents(actor)
+    check_can_switch_disaster_sharing(actor)
     changed = DisasterSharing.objects.filter(ended_at=None).update(ended_by=actor, ended_at=timezone.now())
     logger.warning("disaster sharing switched off by user %s", actor.pk)
     return bool(changed)
@@ -194,7 +209,8 @@ def do_set_rhythm(*, resident: Resident, channel: str = "", interval: timedelta 
         raise ValidationError({"interval": [_("The interval must be at least a minute.")]})
     start = resident.last_contact_at or timezone.now()
     rhythm = Rhythm.objects.create(resident=resident, channel=channel, interval=interval, grace=grace, device=device,
-                                   last_contact_at=resident.last_contact_at, alert_at=start + interval + grace)
+                                   last_contact_at=resident.last_contact_at,
+                                   alert_at=Rhythm.alert_time(start, interval, grace))
     do_lower_wakeup(connection.schema_name, OVERDUE, rhythm.alert_at)
     _refresh_resident_due(resident)
     return rhythm
@@ -297,15 +313,15 @@ def _reset_rhythms(resident: Resident, occurred: datetime, *, channel: str, devi
     rhythms = list(Rhythm.objects.filter(resident=resident))
     lowered = None
     for rhythm in rhythms:
-        satisfied = (rhythm.device_id == device.pk) if device else (rhythm.device_id is None and
-                                                                   rhythm.channel in ("", channel))
+        satisfied = (rhythm.device_id == device.pk) if device else (
+            rhythm.device_id is None and rhythm.channel in (Rhythm.ANY_CHANNEL, channel))
         if not satisfied or rhythm.state == Rhythm.State.PAUSED:
             continue
         if rhythm.last_contact_at and rhythm.last_contact_at >= occurred and rhythm.state == Rhythm.State.OK:
             continue
         was_off_the_clock = rhythm.state == Rhythm.State.OVERDUE or rhythm.alert_at is None
         rhythm.last_contact_at = max(filter(None, [rhythm.last_contact_at, occurred]))
-        rhythm.alert_at = rhythm.last_contact_at + rhythm.interval + rhythm.grace
+        rhythm.alert_at = Rhythm.alert_time(rhythm.last_contact_at, rhythm.interval, rhythm.grace)
         rhythm.state, rhythm.overdue_since = Rhythm.State.OK, None
         rhythm.save(update_fields=["last_contact_at", "alert_at", "state", "overdue_since"])
         if was_off_the_clock:

@@ -23,23 +23,30 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from http.cookies import CookieError, SimpleCookie
+from types import SimpleNamespace
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
 from django.db import connection
+from django.middleware.csrf import CSRF_ALLOWED_CHARS, CSRF_SECRET_LENGTH, CSRF_TOKEN_LENGTH, _unmask_cipher_token
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from rest_framework.authtoken.models import Token
 
 from notifications import events
-from notifications.events import to_area, to_user
 from tenants.accounts.models import User, hash_token
 from tenants.context import tenant_scope
 from tenants.models import Domain, Tenant, Wakeup
-from watch.access import ALL_AREAS
-from watch.actions import MAX_FUTURE, NOTE_MAX, OVERDUE
+from watch.access import ASSOCIATION, LENSES, VOLUNTEERS, audience_for, passes_filters
+from watch.actions import DEVICE_MIN_GAP, NOTE_MAX, OVERDUE, occurred_in_window, resident_event
 from watch.models import (
     SIGN_OF_LIFE,
     Area,
@@ -60,57 +67,67 @@ HOST_TTL = 10.0
 CONTACTS_PATH = "/api/v1/contacts/"
 CONTACT_FIELDS = {"resident", "channel", "outcome", "note", "idempotency_key", "occurred_at"}
 TOKEN_SHAPE = re.compile(r"^[0-9a-f]{40}$")
+SESSION_SHAPE = re.compile(r"^[a-z0-9]{32}$")
+CSRF_SECRET = re.compile(rf"^[{CSRF_ALLOWED_CHARS}]{{{CSRF_SECRET_LENGTH}}}$")
+CSRF_SENT = re.compile(rf"^([{CSRF_ALLOWED_CHARS}]{{{CSRF_SECRET_LENGTH}}}){{1,2}}$")  # the secret, or masked
+# Those whose lens reaches residents only through their team (volunteers): the edge
+# judges their check-ins; everyone else's go to Django.
+EDGE_LENSES = [lens for lens in LENSES.values() if lens.assigned and not (lens.areas or lens.whole_tenant)]
 MAX_BODY = 8192
 # Outcomes that ask for attention (they raise concerns) go through Django's action.
 EDGE_OUTCOMES = {o.value for o in Outcome} - {Outcome.WORRIED, Outcome.ASKED_FOR_CALL}
 EDGE_SIGN_OF_LIFE = {o.value for o in SIGN_OF_LIFE}
 
-# 1. The token is a volunteer's, the resident is theirs and shareable (watch.access rules
-#    for volunteers), then the insert; a retried key inserts nothing (Django answers it).
-_CONTACT_INSERT = """
-WITH u AS (
-    SELECT usr.id, usr.display_name, usr.username FROM {token} t JOIN {user} usr ON usr.id = t.user_id
-    WHERE t.key = %(token)s AND usr.is_active AND usr.role = 'volunteer'),
-res AS (
-    SELECT r.id, a.path FROM {resident} r JOIN {area} a ON a.id = r.area_id
-    WHERE r.id = %(resident)s AND r.status <> 'ended'
-      AND EXISTS (SELECT 1 FROM {assignment} s WHERE s.resident_id = r.id AND s.user_id = (SELECT id FROM u))
-      AND ((r.consent = 'given' AND r.consent_share_with_volunteers)
-           OR (r.needs_evacuation_support AND EXISTS (SELECT 1 FROM {disaster} d WHERE d.ended_at IS NULL)))),
-ins AS (
-    INSERT INTO {contact} (resident_id, occurred_at, logged_by_id, channel, outcome, note, idempotency_key,
-                           created_at)
-    SELECT res.id, %(at)s, (SELECT id FROM u), %(channel)s, %(outcome)s, %(note)s, %(key)s, now() FROM res
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id, created_at)
-SELECT (SELECT id FROM u), (SELECT coalesce(nullif(display_name, ''), username) FROM u), (SELECT path FROM res),
-       (SELECT id FROM ins), (SELECT created_at FROM ins)
+# Every rule value in these statements is a parameter or a fragment from the Python
+# definitions (watch.models, watch.actions, watch.access); tests/watch/test_edge.py runs
+# both paths on the same input and compares every row touched and the event.
+
+# 1. What the visibility rule needs to judge the check-in, and who is asking: the
+#    resident's facts, its active team, the disaster exception, and the session's data or
+#    the token's user. Judged in Python by watch.access, as for every other path.
+_CONTACT_FACTS = """
+SELECT r.status, r.consent, r.consent_share_with_volunteers, r.consent_share_with_association,
+       r.needs_evacuation_support, a.path,
+       EXISTS (SELECT 1 FROM {disaster} d WHERE d.ended_at IS NULL),
+       (SELECT json_agg(json_build_array(u.id, u.role, u.password, coalesce(nullif(u.display_name, ''), u.username),
+                                         u.must_change_password))
+        FROM {assignment} s JOIN {user} u ON u.id = s.user_id WHERE s.resident_id = r.id AND u.is_active),
+       (SELECT session_data FROM {session} WHERE session_key = %(session)s AND expire_date > now()),
+       (SELECT user_id FROM {token} WHERE key = %(token)s)
+FROM {resident} r JOIN {area} a ON a.id = r.area_id
+WHERE r.id = %(resident)s
 """
-# 2. Move the rhythms the contact satisfies (as watch.actions._reset_rhythms does).
+# 2. The insert; a retried key inserts nothing (Django answers the retry).
+_CONTACT_INSERT = """
+INSERT INTO {contact} (resident_id, occurred_at, logged_by_id, channel, outcome, note, idempotency_key, created_at)
+VALUES (%(resident)s, %(at)s, %(user)s, %(channel)s, %(outcome)s, %(note)s, %(key)s, now())
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id, created_at
+"""
+# 3. Move the rhythms the contact satisfies (as watch.actions._reset_rhythms does).
 _CONTACT_RHYTHMS = """
 UPDATE {rhythm} AS r
 SET last_contact_at = GREATEST(COALESCE(r.last_contact_at, %(at)s), %(at)s),
-    alert_at = GREATEST(COALESCE(r.last_contact_at, %(at)s), %(at)s) + r."interval" + r.grace,
-    state = 'ok', overdue_since = NULL
+    alert_at = {alert_at},
+    state = %(ok)s, overdue_since = NULL
 FROM (SELECT id, state, alert_at FROM {rhythm}
-      WHERE resident_id = %(resident)s AND device_id IS NULL AND channel IN ('', %(channel)s) AND state <> 'paused'
-        AND (last_contact_at IS NULL OR last_contact_at < %(at)s OR state <> 'ok')
+      WHERE resident_id = %(resident)s AND device_id IS NULL AND channel IN (%(any_channel)s, %(channel)s)
+        AND state <> %(paused)s AND (last_contact_at IS NULL OR last_contact_at < %(at)s OR state <> %(ok)s)
       FOR UPDATE) AS old
 WHERE r.id = old.id
-RETURNING r.alert_at, (old.state <> 'ok' OR old.alert_at IS NULL)
+RETURNING r.alert_at, (old.state = %(overdue)s OR old.alert_at IS NULL)
 """
-# 3. The resident's summary for the overview, and who is on the team (for the event).
+# 4. The resident's summary for the overview and the event.
 _CONTACT_SUMMARY = """
 UPDATE {resident} SET
     last_outcome = CASE WHEN last_contact_at IS NULL OR last_contact_at <= %(at)s THEN %(outcome)s
                         ELSE last_outcome END,
     last_contact_at = GREATEST(COALESCE(last_contact_at, %(at)s), %(at)s),
     next_due_at = (SELECT min(alert_at) FROM {rhythm} WHERE resident_id = %(resident)s AND device_id IS NULL
-                   AND state <> 'paused'),
-    is_overdue = EXISTS (SELECT 1 FROM {rhythm} WHERE resident_id = %(resident)s AND state = 'overdue')
+                   AND state <> %(paused)s),
+    is_overdue = EXISTS (SELECT 1 FROM {rhythm} WHERE resident_id = %(resident)s AND state = %(overdue)s)
 WHERE id = %(resident)s
-RETURNING last_contact_at, last_outcome, next_due_at, is_overdue,
-          ARRAY(SELECT user_id FROM {assignment} WHERE resident_id = %(resident)s)
+RETURNING last_contact_at, last_outcome, next_due_at, is_overdue
 """
 
 # Devices, then their rhythms, are locked in id order (as the overdue sweep locks
@@ -120,25 +137,28 @@ _HEARTBEATS = """
 WITH input AS (SELECT DISTINCT unnest(%(hashes)s::text[]) AS hash),
 locked AS (
     SELECT dev.id FROM {device} dev JOIN input ON dev.token_hash = input.hash
-    WHERE dev.revoked_at IS NULL AND dev.kind <> 'motion'
-      AND (dev.last_signal_at IS NULL OR dev.last_signal_at <= now() - interval '1 second')
+    WHERE dev.revoked_at IS NULL AND dev.kind <> %(motion)s
+      AND (dev.last_signal_at IS NULL OR dev.last_signal_at <= now() - %(min_gap)s)
     ORDER BY dev.id FOR UPDATE OF dev),
 d AS (
     UPDATE {device} dev SET last_signal_at = now(), battery_low = false
     FROM locked WHERE dev.id = locked.id
-      AND (dev.last_signal_at IS NULL OR dev.last_signal_at <= now() - interval '1 second')
+      AND (dev.last_signal_at IS NULL OR dev.last_signal_at <= now() - %(min_gap)s)
     RETURNING dev.id, dev.token_hash),
 r_locked AS (
-    SELECT rh.id FROM {rhythm} rh JOIN d ON rh.device_id = d.id WHERE rh.state = 'ok'
+    SELECT rh.id FROM {rhythm} rh JOIN d ON rh.device_id = d.id WHERE rh.state = %(ok)s
     ORDER BY rh.id FOR UPDATE OF rh),
 r AS (
-    UPDATE {rhythm} rh SET last_contact_at = now(), alert_at = now() + rh."interval" + rh.grace
-    FROM r_locked WHERE rh.id = r_locked.id AND rh.state = 'ok')
+    UPDATE {rhythm} rh SET last_contact_at = now(), alert_at = {heartbeat_alert_at}
+    FROM r_locked WHERE rh.id = r_locked.id AND rh.state = %(ok)s)
 SELECT input.hash, d.id, dev.kind,
-       d.id IS NOT NULL AND EXISTS (SELECT 1 FROM {rhythm} WHERE device_id = d.id AND state = 'overdue')
+       d.id IS NOT NULL AND EXISTS (SELECT 1 FROM {rhythm} WHERE device_id = d.id AND state = %(overdue)s)
 FROM input LEFT JOIN d ON d.token_hash = input.hash
 LEFT JOIN {device} dev ON dev.token_hash = input.hash AND dev.revoked_at IS NULL
 """
+# The rule values the statements take as parameters.
+RULES = {"ok": Rhythm.State.OK.value, "overdue": Rhythm.State.OVERDUE.value, "paused": Rhythm.State.PAUSED.value,
+         "any_channel": Rhythm.ANY_CHANNEL, "motion": Device.Kind.MOTION.value, "min_gap": DEVICE_MIN_GAP}
 _HOST = (
     'SELECT t.schema_name FROM public.{domain} d JOIN public.{tenant} t ON t.id = d.tenant_id '
     "WHERE d.domain = %(host)s AND t.is_active AND t.schema_name <> 'public'"
@@ -226,25 +246,31 @@ class Edge:
         return schema
 
     async def contact(self, scope, receive, send):
-        """A volunteer's check-in, or — for anything but the plain case — Django."""
+        """A volunteer's check-in from the phone page (session) or the API (token), or —
+        for anything but the plain case — Django."""
         body, more = b"", True
         while more and len(body) <= MAX_BODY:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
         replay = _replayed(body, more, receive)
-        token = _token(scope)
-        values = _plain_contact(body) if token and not more else None
+        credentials = _credentials(scope)
+        values = _plain_contact(body) if credentials and not more else None
         schema = await self._schema_for(scope) if values else None
         if schema is None:
             return await self.inner(scope, replay, send)
-        values["token"] = token
+        values.update(credentials, **RULES)
         try:
             async with (await self._pool()).connection() as conn, conn.transaction():
-                row = await (await conn.execute(self._sql(_CONTACT_INSERT, schema), values)).fetchone()
-                user_id, user_name, area_path, contact_id, created_at = row
-                if contact_id is None:
-                    raise _PassToDjango  # not a volunteer, not theirs, a retry: Django knows what to say
+                facts = await (await conn.execute(self._sql(_CONTACT_FACTS, schema), values)).fetchone()
+                if facts is None:
+                    raise _PassToDjango  # no such resident: Django's 404
+                resident, area_ids, team, disaster, user = _judge(schema, values, facts)
+                values["user"] = user.id
+                inserted = await (await conn.execute(self._sql(_CONTACT_INSERT, schema), values)).fetchone()
+                if inserted is None:
+                    raise _PassToDjango  # a retry: Django hands back the original entry
+                contact_id, created_at = inserted
                 lowered = None
                 if values["outcome"] in EDGE_SIGN_OF_LIFE:
                     moved = await (await conn.execute(self._sql(_CONTACT_RHYTHMS, schema), values)).fetchall()
@@ -254,17 +280,12 @@ class Edge:
                     await conn.execute(_LOWER_WAKEUP, {"schema": schema, "purpose": OVERDUE, "due": lowered})
         except _PassToDjango:
             return await self.inner(scope, replay, send)
-        last_contact_at, last_outcome, next_due_at, overdue, team = summary
-        event = {"type": "contact.logged", "resident": values["resident"],
-                 "last_contact_at": last_contact_at.isoformat(), "last_outcome": last_outcome,
-                 "next_due_at": next_due_at.isoformat() if next_due_at else None, "overdue": overdue,
-                 "contact": contact_id, "channel": values["channel"]}
-        audience = [ALL_AREAS, *[to_area(int(a)) for a in area_path.strip("/").split("/") if a],
-                    *[to_user(uid) for uid in team]]
-        await events.publish_now(schema, audience, event)
+        resident.last_contact_at, resident.last_outcome, resident.next_due_at, resident.is_overdue = summary
+        event = resident_event(resident, "contact.logged", contact=contact_id, channel=values["channel"])
+        await events.publish_now(schema, audience_for(resident, area_ids, team, disaster), event)
         answer = {"id": contact_id, "resident": values["resident"], "occurred_at": _iso(values["at"]),
                   "channel": values["channel"], "outcome": values["outcome"], "note": values["note"],
-                  "logged_by": user_id, "logged_by_name": user_name, "device": None,
+                  "logged_by": user.id, "logged_by_name": user.name, "device": None,
                   "idempotency_key": str(values["key"]) if values["key"] else None, "created_at": _iso(created_at)}
         return await _reply(send, 201, json.dumps(answer, ensure_ascii=False).encode(), "application/json")
 
@@ -274,11 +295,66 @@ class Edge:
         def table(model):
             return sql.Identifier(schema, model._meta.db_table)
 
+        def alert_at(last: str, rhythm: str):
+            return sql.SQL(Rhythm.ALERT_TIME_SQL.format(last=last, rhythm=rhythm))
+
         return sql.SQL(template).format(
             device=table(Device), rhythm=table(Rhythm), resident=table(Resident), area=table(Area),
             assignment=table(Assignment), disaster=table(DisasterSharing), contact=table(ContactLog),
-            token=table(Token), user=table(User),
+            token=table(Token), user=table(User), session=table(Session),
+            alert_at=alert_at("GREATEST(COALESCE(r.last_contact_at, %(at)s), %(at)s)", "r"),
+            heartbeat_alert_at=alert_at("now()", "rh"),
         ).as_string()
+
+
+@dataclass
+class _TeamMember:
+    id: int
+    role: str
+    password: str
+    name: str
+    must_change_password: bool
+
+
+def _judge(schema: str, values: dict, facts: tuple):
+    """Who is asking, and whether the visibility rule lets them log this check-in here;
+    raises _PassToDjango for anything but a volunteer who may (Django has the full answer)."""
+    status, consent, share_volunteers, share_association, evacuation, path, disaster, team, session, token_user = facts
+    members = {m[0]: _TeamMember(*m) for m in team or []}
+    if values["session"]:
+        user_id, auth_hash = _session_user(schema, session)
+        user = members.get(user_id)
+        if user is None or not constant_time_compare(auth_hash, _session_auth_hash(user.password)):
+            raise _PassToDjango
+    else:
+        user = members.get(token_user)
+    lens = LENSES.get(user.role) if user else None
+    if lens not in EDGE_LENSES or user.must_change_password:
+        raise _PassToDjango
+    resident = SimpleNamespace(pk=values["resident"], status=status, consent=consent,
+                               needs_evacuation_support=evacuation,
+                               **{VOLUNTEERS: share_volunteers, ASSOCIATION: share_association})
+    if not passes_filters(lens, resident, disaster):  # reach: the resident is on their team
+        raise _PassToDjango
+    area_ids = [int(part) for part in path.strip("/").split("/") if part]
+    return resident, area_ids, [(m.id, m.role) for m in members.values()], disaster, user
+
+
+def _session_user(schema: str, session_data: str | None) -> tuple[int | None, str]:
+    """The user id and auth hash of a session of this tenant, as django.contrib.auth reads them."""
+    if not session_data:
+        return None, ""
+    session = SessionStore().decode(session_data)
+    if session.get("schema") != schema or session.get(BACKEND_SESSION_KEY) not in settings.AUTHENTICATION_BACKENDS:
+        return None, ""
+    try:
+        return int(session.get(SESSION_KEY)), str(session.get(HASH_SESSION_KEY, ""))
+    except (TypeError, ValueError):
+        return None, ""
+
+
+def _session_auth_hash(password: str) -> str:
+    return User(password=password).get_session_auth_hash()
 
 
 class _HeartbeatBatches:
@@ -331,7 +407,8 @@ class _HeartbeatBatches:
         try:
             async with (await self.edge._pool()).connection() as conn:
                 hashes = [token_hash for token_hash, _future in pings]
-                rows = await (await conn.execute(Edge._sql(_HEARTBEATS, schema), {"hashes": hashes})).fetchall()
+                statement = Edge._sql(_HEARTBEATS, schema)
+                rows = await (await conn.execute(statement, {"hashes": hashes, **RULES})).fetchall()
         except Exception as exc:
             for _hash, future in pings:
                 if not future.done():
@@ -380,12 +457,34 @@ _LOWER_WAKEUP = sql.SQL(
 ).format(wakeup=sql.Identifier(Wakeup._meta.db_table), tenant=sql.Identifier(Tenant._meta.db_table))
 
 
-def _token(scope) -> str | None:
+def _credentials(scope) -> dict | None:
+    """An API token, or a session cookie with its CSRF token (as Django's CSRF check
+    would accept it, from this origin); None for anything else (Django decides)."""
+    headers = {}
     for key, value in scope.get("headers", []):
-        if key == b"authorization":
-            scheme, _, token = value.decode("latin1").partition(" ")
-            return token.strip() if scheme == "Token" and TOKEN_SHAPE.match(token.strip()) else None
-    return None
+        if key in (b"authorization", b"cookie", b"x-csrftoken", b"origin", b"host"):
+            headers[key] = value.decode("latin1")
+    if "authorization" in (k.decode() for k in headers):
+        scheme, _, token = headers[b"authorization"].partition(" ")
+        token = token.strip()
+        return {"token": token, "session": None} if scheme == "Token" and TOKEN_SHAPE.match(token) else None
+    cookies = SimpleCookie()
+    try:
+        cookies.load(headers.get(b"cookie", ""))
+    except CookieError:
+        return None
+    session = cookies.get(settings.SESSION_COOKIE_NAME)
+    secret = cookies.get(settings.CSRF_COOKIE_NAME)
+    sent = headers.get(b"x-csrftoken", "")
+    origin = f"{scope.get('scheme', 'http')}://{headers.get(b'host', '')}"
+    if not (session and secret and SESSION_SHAPE.match(session.value) and headers.get(b"origin") == origin):
+        return None
+    if not (CSRF_SECRET.match(secret.value) and CSRF_SENT.match(sent)):
+        return None
+    unmasked = _unmask_cipher_token(sent) if len(sent) == CSRF_TOKEN_LENGTH else sent
+    if not constant_time_compare(unmasked, secret.value):
+        return None
+    return {"token": None, "session": session.value}
 
 
 def _plain_contact(body: bytes) -> dict | None:
@@ -396,11 +495,12 @@ def _plain_contact(body: bytes) -> dict | None:
         channel, outcome, note = data["channel"], data["outcome"], data.get("note", "")
         key = uuid.UUID(data["idempotency_key"]) if data.get("idempotency_key") is not None else None
         at = datetime.fromisoformat(data["occurred_at"]) if data.get("occurred_at") else timezone.now()
-    except (ValueError, KeyError, TypeError, AttributeError):
+        note.encode("utf-8")  # a lone surrogate cannot be stored
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, UnicodeError):
         return None
-    plain = (type(resident) is int and channel in Channel.values and outcome in EDGE_OUTCOMES
-             and isinstance(note, str) and len(note) <= NOTE_MAX and at.tzinfo is not None
-             and at <= timezone.now() + MAX_FUTURE and set(data) <= CONTACT_FIELDS)
+    plain = (type(resident) is int and 0 < resident < 2**63 and channel in Channel.values
+             and outcome in EDGE_OUTCOMES and isinstance(note, str) and len(note) <= NOTE_MAX and "\x00" not in note
+             and at.tzinfo is not None and occurred_in_window(at) and set(data) <= CONTACT_FIELDS)
     if not plain:
         return None
     return {"resident": resident, "channel": channel, "outcome": outcome, "note": note, "key": key, "at": at}

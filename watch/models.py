@@ -295,6 +295,18 @@ class Rhythm(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.OK)
     overdue_since = models.DateTimeField(null=True, blank=True)
 
+    # A rhythm with no channel is satisfied by a contact on any channel.
+    ANY_CHANNEL = ""
+
+    @staticmethod
+    def alert_time(last_contact, interval, grace):
+        """The alert-time formula: when a rhythm last satisfied at `last_contact` is overdue."""
+        return last_contact + interval + grace
+
+    # The same formula in SQL, for the edge's statements: {last} a timestamp expression,
+    # {rhythm} the rhythm table's alias. tests/watch/test_edge.py compares the two.
+    ALERT_TIME_SQL = '({last}) + {rhythm}."interval" + {rhythm}.grace'
+
     class Meta:
         indexes = [
             # Detection reads only rhythms that are due: its cost follows the overdue count.

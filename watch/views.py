@@ -22,9 +22,10 @@ from watch.access import (
     areas_for_user,
     can_see_sensitive,
     get_resident_for_user,
+    oversees_whole_tenant,
     residents_for_user,
 )
-from watch.models import Channel, ContactLog, Device, DisasterSharing, Outcome, Resident
+from watch.models import Channel, ContactLog, Device, Outcome, Resident
 
 OVERVIEW_PAGE = 100
 # Apps to the right add parts to the resident page: functions (request, resident) -> HTML.
@@ -51,7 +52,7 @@ def overview(request):
         "overdue_count": residents.filter(is_overdue=True).count(),
         "labels": live_labels(),
         "can_manage": request.user.role in MANAGER_ROLES,
-        "disaster": DisasterSharing.objects.filter(ended_at=None).first(),
+        "can_switch_disaster_sharing": oversees_whole_tenant(request.user),
     })
 
 
@@ -205,7 +206,8 @@ def disaster_sharing(request):
         if request.POST.get("end"):
             actions.do_end_disaster_sharing(actor=request.user)
         else:
-            actions.do_start_disaster_sharing(actor=request.user, reason=request.POST.get("reason", "")[:300])
+            actions.do_start_disaster_sharing(actor=request.user, reason=request.POST.get("reason", "")[:300],
+                                              confirmed=request.POST.get("confirm") == "yes")
     except ValidationError as exc:
         return _refused(request, exc, overview)
     return redirect("watch:overview")

@@ -33,7 +33,7 @@ def test_disaster_sharing_shows_people_needing_evacuation_help_without_consent_a
         Assignment.objects.create(resident=refused, user=volunteer_a)
     assert "鈴木 キヨ" not in visible(volunteer_a)
     with tenant_scope("tenant_a"):
-        sharing = actions.do_start_disaster_sharing(actor=staff_a, reason="震度6弱 避難指示")
+        sharing = actions.do_start_disaster_sharing(actor=staff_a, reason="震度6弱 避難指示", confirmed=True)
     assert sharing.started_by == staff_a
     assert "鈴木 キヨ" in visible(volunteer_a)
     with tenant_scope("tenant_a"):

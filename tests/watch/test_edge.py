@@ -3,6 +3,7 @@ import urllib.error
 import urllib.request
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from tenants.accounts.models import User
@@ -266,3 +267,211 @@ def test_tenant_b_host_with_a_tenant_a_token_gets_nothing(live_server_url):
     assert status == 401
     with tenant_scope("tenant_a"):
         assert not ContactLog.objects.exists()
+
+
+# The phone page's check-ins: session-authenticated, at the edge.
+def session_of(username: str, host: str = HOST_A) -> dict:
+    """A signed-in session's cookie and a CSRF secret, as the phone page sends them."""
+    from django.middleware.csrf import _get_new_csrf_string
+
+    from tests.conftest import TenantClient
+
+    client = TenantClient(host)
+    client.sign_in(username)
+    return {"session": client.cookies["mimamori_session"].value, "csrf": _get_new_csrf_string()}
+
+
+def post_from_page(url: str, data: dict, page: dict, *, origin: str | None = None,
+                   csrf: str | None = None) -> tuple[int, dict]:
+    """POST as checkin.js does: the session cookie, the CSRF cookie and header, the Origin."""
+    import json
+
+    host, path = url.split("/", 3)[2], "/" + url.split("/", 3)[3]
+    headers = {"Host": host, "Content-Type": "application/json", "Origin": origin or f"http://{host}",
+               "Cookie": f"mimamori_session={page['session']}; mimamori_csrftoken={page['csrf']}",
+               "X-CSRFToken": page["csrf"] if csrf is None else csrf}
+    request = urllib.request.Request(f"http://127.0.0.1:{host.split(':')[1]}{path}", method="POST",
+                                     data=json.dumps(data).encode(), headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback test server
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body or b"{}")
+        except ValueError:
+            return exc.code, {"body": body.decode(errors="replace")}
+
+
+@pytest.fixture
+def django_calls(live_server_url):
+    """The paths the edge handed to Django during the test."""
+    from config.asgi import application
+
+    edge = application.application_mapping["http"]
+    inner, calls = edge.inner, []
+
+    async def counting(scope, receive, send):
+        calls.append(scope["path"])
+        return await inner(scope, receive, send)
+
+    edge.inner = counting
+    yield calls
+    edge.inner = inner
+
+
+def test_the_phone_pages_session_check_in_is_answered_at_the_edge(live_server_url, django_calls, captured_events):
+    import uuid
+
+    volunteer, mine, _other, _tokens = round_setup()
+    page = session_of("kazuko")
+    key = str(uuid.uuid4())
+    status, body = post_from_page(live_server_url(HOST_A) + "/api/v1/contacts/",
+                                  {"resident": mine.pk, "channel": "visit", "outcome": "fine",
+                                   "idempotency_key": key}, page)
+    assert status == 201 and body["logged_by"] == volunteer.pk and body["idempotency_key"] == key
+    assert django_calls == []  # the edge answered it
+    with tenant_scope("tenant_a"):
+        assert ContactLog.objects.filter(resident=mine, logged_by=volunteer).count() == 1
+    assert [e["type"] for _g, e in captured_events] and {e["type"] for _g, e in captured_events} == {"contact.logged"}
+    assert f"tenant_a.user.{volunteer.pk}" in {g for g, _e in captured_events}
+
+
+def test_a_session_check_in_the_edge_cannot_judge_goes_to_django_and_is_refused_there(live_server_url, django_calls):
+    """No CSRF token, another origin, another tenant's host, a resident who did not consent:
+    Django answers (403/401/404) and nothing is saved."""
+    volunteer, mine, _other, _tokens = round_setup()
+    with tenant_scope("tenant_a"):
+        refused = make_resident(Resident.objects.get(pk=mine.pk).area, "同意なし", consent="refused", share=False)
+        from watch.models import Assignment
+
+        Assignment.objects.create(resident=refused, user=volunteer)
+    page = session_of("kazuko")
+    url = live_server_url(HOST_A) + "/api/v1/contacts/"
+    fine = {"resident": mine.pk, "channel": "visit", "outcome": "fine"}
+    assert post_from_page(url, fine, page, csrf="")[0] == 403
+    assert post_from_page(url, fine, page, csrf="x" * 32)[0] == 403
+    assert post_from_page(url, fine, page, origin="http://evil.example")[0] == 403
+    assert post_from_page(live_server_url(HOST_B) + "/api/v1/contacts/", fine, page)[0] == 401  # not signed in there
+    assert post_from_page(url, {**fine, "resident": refused.pk}, page)[0] == 404
+    assert len(django_calls) == 5
+    with tenant_scope("tenant_a"):
+        assert not ContactLog.objects.exists()
+    with tenant_scope("tenant_b"):
+        assert not ContactLog.objects.exists()
+
+
+def test_a_check_in_dated_year_one_is_refused_with_400_on_the_fast_path_and_nothing_is_saved(live_server_url):
+    _volunteer, mine, _other, tokens = round_setup()
+    page = session_of("kazuko")
+    url = live_server_url(HOST_A) + "/api/v1/contacts/"
+    for when in ("0001-01-01T05:00:00+14:00", "1899-12-31T23:59:59+09:00",
+                 (timezone.now() + timedelta(minutes=10)).isoformat()):
+        data = {"resident": mine.pk, "channel": "visit", "outcome": "fine", "occurred_at": when}
+        status, body = post_from_page(url, data, page)
+        assert status == 400 and "occurred_at" in body, (when, status, body)
+        assert post_json(url, data, tokens["kazuko"])[0] == 400
+    with tenant_scope("tenant_a"):
+        assert not ContactLog.objects.exists()
+
+
+# Parity: the same check-in through the action and through the edge leaves the same rows
+# and publishes the same event to the same groups.
+T0 = timezone.now().replace(microsecond=0) - timedelta(days=2)
+PARITY_CASES = {
+    "on time": {"before": "fine", "at": timedelta(days=1), "channel": "visit", "outcome": "fine"},
+    "overdue, then a visit": {"before": "fine", "overdue": True, "at": timedelta(days=1), "channel": "visit",
+                              "outcome": "fine"},
+    "logged late, older than the last contact": {"before": "fine", "at": timedelta(hours=-5), "channel": "phone",
+                                                "outcome": "fine"},
+    "not at home: no sign of life": {"before": "fine", "at": timedelta(days=1), "channel": "visit",
+                                     "outcome": "not_home"},
+    "phone rhythm, visit contact": {"before": "fine", "rhythm_channel": "phone", "at": timedelta(days=1),
+                                    "channel": "visit", "outcome": "fine"},
+    "paused rhythm": {"before": "fine", "paused": True, "at": timedelta(days=1), "channel": "visit", "outcome": "fine"},
+}
+
+
+def parity_setup(case: dict):
+    from watch.models import Assignment
+
+    volunteer = make_user("tenant_a", "kazuko", User.Role.VOLUNTEER)
+    with tenant_scope("tenant_a"):
+        district = actions.do_create_area(name="大住", kind="district")
+        block = actions.do_create_area(name="3班", kind="block", parent=district)
+        resident = make_resident(block, "山田 花子", rhythms=[
+            {"channel": case.get("rhythm_channel", ""), "interval": timedelta(days=7), "grace": timedelta(hours=12)}])
+        Assignment.objects.create(resident=resident, user=volunteer)
+        actions.do_log_contact(actor=volunteer, resident=resident, occurred_at=T0,
+                               channel=case.get("rhythm_channel") or "visit", outcome=case["before"])
+        if case.get("overdue"):
+            Rhythm.objects.filter(resident=resident).update(alert_at=T0 + timedelta(hours=1))
+            actions.do_mark_overdue(now=T0 + timedelta(hours=2))
+        if case.get("paused"):
+            Rhythm.objects.filter(resident=resident).update(state=Rhythm.State.PAUSED)
+    return volunteer, resident
+
+
+def parity_rows() -> dict:
+    from tenants.models import Wakeup
+
+    with tenant_scope("tenant_a"):
+        return {
+            "contacts": list(ContactLog.objects.order_by("pk").values(
+                "resident_id", "occurred_at", "logged_by_id", "device_id", "channel", "outcome", "note",
+                "idempotency_key")),
+            "rhythms": list(Rhythm.objects.order_by("pk").values(
+                "resident_id", "channel", "interval", "grace", "last_contact_at", "alert_at", "state",
+                "overdue_since")),
+            "residents": list(Resident.objects.order_by("pk").values(
+                "last_contact_at", "last_outcome", "next_due_at", "is_overdue")),
+            "wakeups": list(Wakeup.objects.filter(tenant__schema_name="tenant_a").values("purpose", "due_at")),
+        }
+
+
+@pytest.mark.parametrize("name", list(PARITY_CASES))
+def test_a_check_in_through_the_action_and_through_the_edge_leaves_the_same_rows_and_event(
+        name, live_server_url, django_calls, captured_events):
+    import uuid
+
+    from tests.conftest import wipe_tenant_tables
+
+    case = PARITY_CASES[name]
+    key = uuid.uuid4()
+    at = T0 + case["at"]
+    submission = {"channel": case["channel"], "outcome": case["outcome"], "note": "庭にいた"}
+
+    volunteer, resident = parity_setup(case)
+    captured_events.clear()
+    with tenant_scope("tenant_a"):
+        actions.do_log_contact(actor=volunteer, resident=Resident.objects.select_related("area").get(pk=resident.pk),
+                               occurred_at=at, idempotency_key=key, **submission)
+    by_action, action_events = parity_rows(), list(captured_events)
+
+    wipe_tenant_tables()  # identities restart: the same ids again
+    volunteer, resident = parity_setup(case)
+    page = session_of("kazuko")
+    captured_events.clear()
+    status, body = post_from_page(live_server_url(HOST_A) + "/api/v1/contacts/",
+                                  {"resident": resident.pk, "occurred_at": at.isoformat(),
+                                   "idempotency_key": str(key), **submission}, page)
+    assert status == 201, body
+    assert django_calls == []
+    by_edge, edge_events = parity_rows(), list(captured_events)
+
+    assert by_edge == by_action
+    assert sorted((g, sorted(e.items())) for g, e in edge_events) == sorted(
+        (g, sorted(e.items())) for g, e in action_events)
+    assert {e["type"] for _g, e in edge_events} == {"contact.logged"}
+
+
+def test_the_rhythm_alert_formula_in_sql_is_the_python_one(db, tenant_a):
+    """Rhythm.ALERT_TIME_SQL (the edge's statements) against Rhythm.alert_time."""
+    from django.db import connection
+
+    last, interval, grace = timezone.now(), timedelta(days=3, hours=5), timedelta(minutes=90)
+    with tenant_scope("tenant_a"), connection.cursor() as cursor:
+        expression = Rhythm.ALERT_TIME_SQL.format(last="%s::timestamptz", rhythm="r")
+        cursor.execute(f'SELECT {expression} FROM (SELECT %s::interval AS "interval", %s::interval AS grace) AS r',  # noqa: S608
+                       [last, interval, grace])
+        assert cursor.fetchone()[0] == Rhythm.alert_time(last, interval, grace)

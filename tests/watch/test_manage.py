@@ -4,7 +4,11 @@ from http import HTTPStatus
 
 from django.utils import timezone
 
+from tenants.accounts.models import User
 from tenants.context import tenant_scope
+from tests.conftest import HOST_A, TenantClient, make_user
+from tests.watch.conftest import attach
+from watch import actions
 from watch.access import residents_for_user
 from watch.actions import do_mark_overdue, do_resume_ended_pauses
 from watch.models import Assignment, ConsentRecord, DisasterSharing, Resident, Rhythm
@@ -95,10 +99,10 @@ def test_status_with_bad_input_is_400_with_a_message(client_a, staff_a, hanako):
 
 def test_disaster_sharing_is_switched_with_a_reason_and_logged(client_a, staff_a):
     client_a.sign_in("staff-a")
-    response = client_a.post("/watch/disaster-sharing/", {"reason": ""})
+    response = client_a.post("/watch/disaster-sharing/", {"reason": "", "confirm": "yes"})
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert "Say why sharing without consent is needed." in response.content.decode()
-    client_a.post("/watch/disaster-sharing/", {"reason": "大雨特別警報"})
+    client_a.post("/watch/disaster-sharing/", {"reason": "大雨特別警報", "confirm": "yes"})
     assert "大雨特別警報" in client_a.get("/watch/").content.decode()
     client_a.post("/watch/disaster-sharing/", {"end": "1"})
     with tenant_scope("tenant_a"):
@@ -109,3 +113,54 @@ def test_disaster_sharing_is_switched_with_a_reason_and_logged(client_a, staff_a
 def test_volunteer_cannot_switch_disaster_sharing(client_a, volunteer_a):
     client_a.sign_in("volunteer-a")
     assert client_a.post("/watch/disaster-sharing/", {"reason": "x"}).status_code == HTTPStatus.FORBIDDEN
+
+
+def test_disaster_sharing_needs_a_confirmation_and_says_so_in_japanese_and_english(client_a, staff_a):
+    client_a.sign_in("staff-a")
+    response = client_a.post("/watch/disaster-sharing/", {"reason": "大雨特別警報"})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "may be shown without their consent" in response.content.decode()
+    ja = TenantClient(HOST_A, language="ja")
+    ja.sign_in("staff-a")
+    response = ja.post("/watch/disaster-sharing/", {"reason": "大雨特別警報"})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "本人の同意なしに表示することを確認してください" in response.content.decode()
+    with tenant_scope("tenant_a"):
+        assert not DisasterSharing.objects.exists()
+
+
+def test_only_those_who_oversee_the_whole_tenant_can_switch_disaster_sharing(client_a, staff_a, areas_a):
+    """Staff or a case worker attached to one district cannot switch what applies to all."""
+    district_staff = make_user("tenant_a", "district-staff", User.Role.MUNICIPAL_STAFF)
+    case_worker = make_user("tenant_a", "case-worker", User.Role.CASE_WORKER)
+    attach(district_staff, areas_a["osumi"])
+    attach(case_worker, areas_a["osumi"])
+    for username in ("district-staff", "case-worker"):
+        client = TenantClient(HOST_A)
+        client.sign_in(username)
+        assert "disaster-sharing" not in client.get("/watch/").content.decode()
+        response = client.post("/watch/disaster-sharing/", {"reason": "大雨特別警報", "confirm": "yes"})
+        assert response.status_code == HTTPStatus.FORBIDDEN
+    with tenant_scope("tenant_a"):
+        assert not DisasterSharing.objects.exists()
+    client_a.sign_in("staff-a")  # attached to no area: the whole municipality
+    assert client_a.post("/watch/disaster-sharing/", {"reason": "大雨特別警報", "confirm": "yes"}).status_code == 302
+
+
+def test_while_disaster_sharing_is_on_every_page_shows_the_banner(client_a, staff_a, volunteer_a, hanako):
+    with tenant_scope("tenant_a"):
+        actions.do_start_disaster_sharing(actor=staff_a, reason="震度6弱 避難指示", confirmed=True)
+    volunteer = TenantClient(HOST_A, language="ja")
+    volunteer.sign_in("volunteer-a")
+    for path in ("/watch/my/", "/outreach/", "/notifications/", f"/watch/residents/{hanako.pk}/"):
+        page = volunteer.get(path).content.decode()
+        assert 'data-testid="disaster"' in page and "震度6弱 避難指示" in page, path
+    client_a.sign_in("staff-a")
+    assert "Disaster sharing is on since" in client_a.get("/notifications/preferences/").content.decode()
+
+
+def test_another_tenants_pages_show_no_banner_of_this_tenants_disaster_sharing(client_b, staff_a, outsider_b):
+    with tenant_scope("tenant_a"):
+        actions.do_start_disaster_sharing(actor=staff_a, reason="震度6弱 避難指示", confirmed=True)
+    client_b.sign_in("outsider-b")
+    assert 'data-testid="disaster"' not in client_b.get("/watch/").content.decode()
