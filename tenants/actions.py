@@ -131,3 +131,12 @@ def do_reactivate_tenant(tenant: Tenant) -> bool:
     forget_cached_hosts()
     tenant.refresh_from_db()
     return bool(changed)
+
+
+def do_ensure_public_tenant(host: str) -> Tenant:
+    """The public (operators') tenant and its host exist (idempotent). Assumes the public schema
+    is migrated and current."""
+    public, _created = Tenant.objects.get_or_create(schema_name="public", defaults={"name": "mimamori"})
+    Domain.objects.get_or_create(domain=host, defaults={"tenant": public, "is_primary": True})
+    forget_cached_hosts()
+    return public

@@ -4,8 +4,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 
 from config.i18n import compile_messages
-from tenants.context import forget_cached_hosts
-from tenants.models import Domain, Tenant
+from tenants.actions import do_ensure_public_tenant
 
 
 class Command(BaseCommand):
@@ -15,7 +14,5 @@ class Command(BaseCommand):
         compile_messages()
         call_command("migrate_schemas", interactive=False, verbosity=0)
         connection.set_schema_to_public()
-        public, _ = Tenant.objects.get_or_create(schema_name="public", defaults={"name": "mimamori"})
-        Domain.objects.get_or_create(domain=settings.PUBLIC_HOST, defaults={"tenant": public, "is_primary": True})
-        forget_cached_hosts()
+        do_ensure_public_tenant(settings.PUBLIC_HOST)
         self.stdout.write(f"Platform ready; operators sign in at host {settings.PUBLIC_HOST}")
