@@ -692,15 +692,6 @@ def product_revision() -> str:
     return f"HEAD {head}" + (f" + {len(changed)} uncommitted path(s) outside bench/" if changed else " (clean)")
 
 
-def pg_connection_count() -> int:
-    """Backends connected to the current database (to watch the product's connection use)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
-        return cursor.fetchone()[0]
-
-
 # Tenants for the benchmarks (get-or-create, so reruns reuse the seeded data).
 def tenant_domain(schema_name: str) -> str:
     return f"{schema_name.replace('_', '-')}.bench.test"
