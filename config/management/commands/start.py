@@ -13,6 +13,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from config.services import DATA_DIR
+
 
 class Command(BaseCommand):
     help = "Migrate, load the demo, then run web, worker, beat (and the MQTT listener if MQTT_URL is set)."
@@ -27,7 +29,8 @@ class Command(BaseCommand):
         call_command("setup_platform" if no_demo else "load_demo")
         env = {**os.environ, "MIMAMORI_SITE_PORT": str(port), "PYTHONUNBUFFERED": "1"}
         python = sys.executable
-        schedule = settings.BASE_DIR / ".data" / "celerybeat-schedule"
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        schedule = DATA_DIR / "celerybeat-schedule"  # beside the embedded servers' data (MIMAMORI_DATA_DIR)
         commands = {
             "web": [python, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
                     "--lifespan", "off", "--no-access-log"],
