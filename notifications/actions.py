@@ -15,7 +15,14 @@ from django.utils.translation import gettext as _
 
 from notifications.events import send_event_on_commit, to_user
 from notifications.hooks import reply_received
-from notifications.models import EXTERNAL_CHANNELS, Channel, ChannelPreference, Notification, ProviderSettings
+from notifications.models import (
+    EXTERNAL_CHANNELS,
+    Channel,
+    ChannelPreference,
+    Notification,
+    ProviderSettings,
+    ReceivedWebhookEvent,
+)
 from tenants.tasks import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -242,11 +249,33 @@ def get_user_for_line_id(line_user_id: str):
     return preference.user if preference else None
 
 
-def do_receive_reply(*, user, channel: str, text: str, event_id: str = "") -> None:
-    """A person answered on an external channel: tell whoever listens (outreach).
-    `event_id` is the provider's id of the message (LINE redelivers with the same id)."""
-    logger.info("reply from user %s on %s", user.pk, channel)
-    reply_received.send(sender=do_receive_reply, user=user, channel=channel, text=text, event_id=event_id)
+def get_user_for_phone(phone: str):
+    """The one active person whose SMS number this is; None if nobody's, or several people's."""
+    users = [p.user for p in ChannelPreference.objects.select_related("user")
+             .filter(phone=phone, user__is_active=True)[:2]] if phone else []
+    return users[0] if len(users) == 1 else None
+
+
+def do_receive_reply(*, user, channel: str, event_id: str, text: str = "",
+                     notification: Notification | None = None) -> str | None:
+    """A person answered on an external channel: a text, or the answer button under
+    `notification` (theirs). Whoever listens (outreach) acts on it in the same transaction
+    that records the provider's `event_id`, so an event delivered again changes nothing.
+    Returns what to answer the person with, or None (also for a redelivered event)."""
+    if notification is not None and notification.recipient_id != user.pk:
+        raise Http404
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                ReceivedWebhookEvent.objects.create(provider=channel, event_id=event_id)
+        except IntegrityError:
+            logger.info("%s event %s received again: ignored", channel, event_id)
+            return None
+        logger.info("reply from user %s on %s", user.pk, channel)
+        answers = reply_received.send(sender=do_receive_reply, user=user, channel=channel, text=text,
+                                      event_id=event_id, notification=notification)
+    return next((answer for _receiver, answer in answers if answer), None)
+
 
 
 

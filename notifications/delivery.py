@@ -27,6 +27,7 @@ from django.utils.translation import gettext as _
 
 from notifications import credentials
 from notifications.events import send_event_on_commit, to_role
+from notifications.hooks import answerable_kinds
 from notifications.models import Channel, ChannelPreference, DeliveryAttempt, Notification
 
 logger = logging.getLogger(__name__)
@@ -160,20 +161,16 @@ class LineProvider(Provider):
         from linebot.v3.messaging import (
             ApiClient,
             ApiException,
-            Configuration,
             MessagingApi,
             PushMessageRequest,
             TextMessage,
         )
 
-        configuration = Configuration(access_token=credentials.current().line_channel_access_token,
-                                      host=settings.LINE_API_BASE)
-        configuration.retries = 0  # our own retries are counted and logged; urllib3's would not be
         retry_key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mimamori:{connection.schema_name}:{notification.pk}"))
-        request = PushMessageRequest(to=preference.line_user_id,
-                                     messages=[TextMessage(text=message_text(notification, 5000))])
+        request = PushMessageRequest(to=preference.line_user_id, messages=[TextMessage(
+            text=message_text(notification, 5000), quick_reply=self.answer_button(notification))])
         try:
-            with ApiClient(configuration) as client:
+            with ApiClient(self._configuration()) as client:
                 response = MessagingApi(client).push_message_with_http_info(
                     request, x_line_retry_key=retry_key, _request_timeout=timeout_seconds(),
                 )
@@ -186,6 +183,53 @@ class LineProvider(Provider):
             return failure_for_status(None, error=f"{type(exc).__name__}: {exc}")
         raw = response.raw_data.decode("utf-8", "replace") if isinstance(response.raw_data, bytes) else ""
         return ProviderResult(ok=True, status=response.status_code, answer=raw[:ANSWER_LIMIT])
+
+    @staticmethod
+    def _configuration():
+        from linebot.v3.messaging import Configuration
+
+        configuration = Configuration(access_token=credentials.current().line_channel_access_token,
+                                      host=settings.LINE_API_BASE)
+        configuration.retries = 0  # our own retries are counted and logged; urllib3's would not be
+        return configuration
+
+    @staticmethod
+    def answer_button(notification: Notification):
+        """The quick-reply button under a notification that takes an answer (hooks.answerable_kinds):
+        tapping it sends a postback naming the notification (ANSWER_POSTBACK)."""
+        from linebot.v3.messaging import PostbackAction, QuickReply, QuickReplyItem
+
+        if notification.kind not in answerable_kinds:
+            return None
+        with translation.override(settings.LANGUAGE_CODE):
+            label = _("Acknowledge")
+        return QuickReply(items=[QuickReplyItem(action=PostbackAction(
+            label=label, display_text=label, data=ANSWER_POSTBACK.format(id=notification.pk)))])
+
+    def reply(self, reply_token: str, text: str) -> bool:
+        """Answer a webhook event (LINE's reply API: free, once per event, within a minute).
+        Never raises for LINE's failures; an answer that fails is logged and not retried."""
+        import urllib3
+        from linebot.v3.messaging import ApiClient, ApiException, MessagingApi, ReplyMessageRequest, TextMessage
+
+        request = ReplyMessageRequest(reply_token=reply_token, messages=[TextMessage(text=text[:5000])])
+        try:
+            with ApiClient(self._configuration()) as client:
+                MessagingApi(client).reply_message(request, _request_timeout=timeout_seconds())
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            logger.warning("LINE reply failed: %s", getattr(exc, "status", None) or type(exc).__name__)
+            return False
+        return True
+
+
+ANSWER_POSTBACK = "ack:{id}"
+ANSWER_POSTBACK_PATTERN = re.compile(r"^ack:(?P<id>[0-9]{1,18})$")
+
+
+def notification_id_of_postback(data: str) -> int | None:
+    """The notification whose answer button sent this postback data, if it is one."""
+    match = ANSWER_POSTBACK_PATTERN.match(data or "")
+    return int(match["id"]) if match else None
 
 
 class SmsProvider(Provider):

@@ -15,5 +15,6 @@ urlpatterns = [
     path("sw.js", views.service_worker, name="service_worker"),
     path("failed/", views.failed, name="failed"),
     path("line/webhook/", views.line_webhook, name="line_webhook"),
+    path("sms/webhook/", views.sms_webhook, name="sms_webhook"),
     path("providers/", views.providers, name="providers"),
 ]

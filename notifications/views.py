@@ -3,6 +3,7 @@ deliveries, the unread-count endpoint, the push subscription endpoint and the LI
 webhook. Each parses input, calls one action, responds."""
 import json
 import logging
+import re
 from http import HTTPStatus
 
 from django.conf import settings
@@ -10,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -18,8 +19,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from notifications import actions, credentials
-from notifications.models import Channel
+from notifications import actions, credentials, delivery
+from notifications.models import Channel, ReceivedWebhookEvent
 
 logger = logging.getLogger(__name__)
 
@@ -162,36 +163,91 @@ def failed(request):
 @require_POST
 def line_webhook(request):
     """LINE Messaging API webhook. Refuses (400) anything without a valid signature of
-    the channel secret, before reading it; text messages from linked people are
-    passed on as replies."""
+    the channel secret, before reading it. A text message from a linked person, or a tap
+    on the answer button under one of their own notifications, is passed on as a reply,
+    and answered with LINE's reply API."""
     from linebot.v3 import WebhookParser
     from linebot.v3.exceptions import InvalidSignatureError
-    from linebot.v3.webhooks import MessageEvent, TextMessageContent
+    from linebot.v3.webhooks import MessageEvent, PostbackEvent, TextMessageContent
 
     signature = request.headers.get("X-Line-Signature", "")
     secret = credentials.current().line_channel_secret  # this tenant's LINE account, or the platform's
     if not secret or not signature:
         logger.warning("LINE webhook refused: %s", "no channel secret" if signature else "no signature")
-        return HttpResponseBadRequest("bad signature")
+        return HttpResponseBadRequest(_("This request is not signed by LINE."))
     try:
         events = WebhookParser(secret).parse(request.body.decode("utf-8"), signature)
     except InvalidSignatureError:
         logger.warning("LINE webhook refused: bad signature")
-        return HttpResponseBadRequest("bad signature")
+        return HttpResponseBadRequest(_("This request is not signed by LINE."))
     except (ValueError, KeyError, TypeError):
         logger.warning("LINE webhook refused: unreadable body")
-        return HttpResponseBadRequest("bad body")
+        return HttpResponseBadRequest(_("This request cannot be read."))
     for event in events:
-        if not (isinstance(event, MessageEvent) and isinstance(event.message, TextMessageContent)):
+        text, notification_id = "", None
+        if isinstance(event, MessageEvent) and isinstance(event.message, TextMessageContent):
+            text = event.message.text
+        elif isinstance(event, PostbackEvent):
+            notification_id = delivery.notification_id_of_postback(event.postback.data)
+            if notification_id is None:
+                continue
+        else:
+            continue
+        if not 0 < len(event.webhook_event_id) <= ReceivedWebhookEvent._meta.get_field("event_id").max_length:
+            logger.warning("LINE event with an unusable webhookEventId ignored")
             continue
         line_user_id = getattr(event.source, "user_id", None)
         user = actions.get_user_for_line_id(line_user_id) if line_user_id else None
         if user is None:
-            logger.info("LINE message from an unlinked LINE user ignored (%s…)", (line_user_id or "")[:9])
+            logger.info("LINE event from an unlinked LINE user ignored (%s…)", (line_user_id or "")[:9])
             continue
-        actions.do_receive_reply(user=user, channel=Channel.LINE.value, text=event.message.text,
-                                 event_id=getattr(event, "webhook_event_id", None) or "")
+        try:
+            notification = (actions.get_notification_for_user(user, notification_id)
+                            if notification_id is not None else None)
+        except Http404:
+            logger.warning("LINE answer button of user %s names notification %s, not theirs: ignored",
+                           user.pk, notification_id)
+            continue
+        answer = actions.do_receive_reply(user=user, channel=Channel.LINE.value, event_id=event.webhook_event_id,
+                                          text=text, notification=notification)
+        if answer and event.reply_token:
+            delivery.PROVIDERS[Channel.LINE.value].reply(event.reply_token, answer)
     return HttpResponse("OK")
+
+
+TWILIO_MESSAGE_SID = re.compile(r"^[SM]M[0-9a-f]{32}$")
+
+
+@csrf_exempt
+@require_POST
+def sms_webhook(request):
+    """Twilio's webhook for an SMS to the tenant's number. Refuses (403) anything without
+    a valid X-Twilio-Signature of this tenant's Twilio account, before reading it; an SMS
+    from the number of a person is passed on as a reply, and answered in the TwiML."""
+    from twilio.request_validator import RequestValidator
+    from twilio.twiml.messaging_response import MessagingResponse
+
+    creds = credentials.current()
+    signature = request.headers.get("X-Twilio-Signature", "")
+    post = request.POST
+    if not (creds.twilio_auth_token and signature
+            and RequestValidator(creds.twilio_auth_token).validate(request.build_absolute_uri(), post, signature)
+            and post.get("AccountSid", creds.twilio_account_sid) == creds.twilio_account_sid):
+        logger.warning("SMS webhook refused: %s", "bad signature" if signature else "no signature")
+        return HttpResponseForbidden(_("This request is not signed by this organisation's Twilio account."))
+    sid, sender = post.get("MessageSid", ""), post.get("From", "")
+    if not TWILIO_MESSAGE_SID.match(sid) or not sender or "Body" not in post or "AccountSid" not in post:
+        logger.warning("SMS webhook refused: unreadable body")
+        return HttpResponseBadRequest(_("This request cannot be read."))
+    twiml = MessagingResponse()
+    user = actions.get_user_for_phone(sender)
+    if user is None:
+        logger.info("SMS from an unknown number ignored (%s…)", sender[:6])
+    else:
+        answer = actions.do_receive_reply(user=user, channel=Channel.SMS.value, event_id=sid, text=post["Body"])
+        if answer:
+            twiml.message(answer)
+    return HttpResponse(str(twiml), content_type="text/xml; charset=utf-8")
 
 
 @login_required

@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 
 from notifications.events import send_event_on_commit
 from outreach.models import AckLink, Concern, ConcernEvent, DutyShift, EscalationPolicy, Severity, Target
+from outreach.replies import Outcome, is_acknowledgement
 from tenants.accounts.models import User, hash_token
 from tenants.context import absolute_url
 from tenants.tasks import enqueue_on_commit
@@ -248,20 +249,41 @@ def do_acknowledge_by_link(token: str) -> Concern:
     return link.concern
 
 
-def do_acknowledge_latest_for(user: User, via: str) -> Concern | None:
-    """A reply ("了解") in a messaging channel acknowledges the user's most recent open
-    concern that they were notified of."""
-    link = (AckLink.objects.filter(user=user, used_at=None, expires_at__gt=timezone.now(),
-                                   concern__state=Concern.State.OPEN)
-            .select_related("concern__resident__area").order_by("-pk").first())
-    if link is None:
-        return None
+def do_take_reply(*, person: User, text: str, via: str, concern_id: int | None = None) -> str:
+    """A person's reply on LINE or SMS; returns its `replies.Outcome`.
+
+    With `concern_id` (the answer button under that concern's notification) it
+    acknowledges that concern. A typed text is about the one open concern awaiting this
+    person's acknowledgement (an unused, unexpired link); with none or several, nothing
+    is guessed and nothing changes. It acknowledges that concern only if the whole text
+    is an acknowledging answer; any other text is kept on it as the person's message.
+    Someone who may no longer act on the concern changes nothing."""
+    concerns = Concern.objects.select_related("resident__area")
+    if concern_id is not None:
+        concern = concerns.filter(pk=concern_id).first()
+    else:
+        awaiting = list(concerns.filter(
+            state=Concern.State.OPEN, pk__in=AckLink.objects.filter(
+                user=person, used_at=None, expires_at__gt=timezone.now()).values("concern_id"))[:2])
+        if len(awaiting) > 1:
+            logger.info("reply of user %s on %s not matched: several concerns await it", person.pk, via)
+            return Outcome.SEVERAL
+        concern = awaiting[0] if awaiting else None
+    if concern is None:
+        return Outcome.NOTHING
     try:
-        do_acknowledge_concern(concern=link.concern, actor=user, via=via)
+        check_can_act_on_concern(person, concern)
     except PermissionDenied:
-        return None
-    AckLink.objects.filter(pk=link.pk).update(used_at=timezone.now())
-    return link.concern
+        logger.info("reply of user %s on %s: no longer among those watching concern %s", person.pk, via, concern.pk)
+        return Outcome.NOTHING
+    if concern_id is None and not is_acknowledgement(text):
+        concern_event(concern, ConcernEvent.Kind.MESSAGE, actor=person, note=text[:2000], via=via)
+        return Outcome.KEPT
+    with transaction.atomic():
+        if not do_acknowledge_concern(concern=concern, actor=person, via=via):
+            return Outcome.ALREADY_HANDLED
+        AckLink.objects.filter(concern=concern, user=person, used_at=None).update(used_at=timezone.now())
+    return Outcome.ACKNOWLEDGED
 
 
 def do_run_due_escalations(now=None) -> int:

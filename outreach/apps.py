@@ -7,10 +7,11 @@ class OutreachConfig(AppConfig):
     verbose_name = _("Outreach")
 
     def ready(self):
-        from notifications.hooks import reply_received
-        from outreach import receivers
+        from notifications.hooks import answerable_kinds, reply_received
+        from outreach import receivers, replies
 
         reply_received.connect(receivers.acknowledge_by_reply, dispatch_uid="outreach-ack-by-reply")
+        answerable_kinds.add(replies.NOTIFICATION_KIND)
 
         from outreach.views import resident_panel
         from watch.views import resident_panels

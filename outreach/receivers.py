@@ -1,7 +1,8 @@
 """Concerns raised by watch-over (which cannot import this app)."""
 from django.dispatch import receiver
 
-from outreach.actions import do_acknowledge_latest_for, do_raise_concern
+from outreach import replies
+from outreach.actions import do_raise_concern, do_take_reply
 from outreach.models import Concern
 from watch.models import ContactLog, Resident
 from watch.signals import attention_requested, resident_overdue
@@ -21,6 +22,15 @@ def raise_for_overdue(sender, resident_id, rhythm_id, **kwargs):
     do_raise_concern(resident=resident, cause=Concern.Cause.OVERDUE, rhythm=rhythm_id)
 
 
-def acknowledge_by_reply(sender, user, channel, text, **kwargs):
-    if any(word in text.lower() for word in ("了解", "りょうかい", "ok", "対応します", "ack")):
-        do_acknowledge_latest_for(user, via=channel)
+def acknowledge_by_reply(sender, user, channel, text, notification=None, **kwargs):
+    """A reply on LINE or SMS (notifications.hooks.reply_received): returns what to tell
+    the person back, or None when `notification`, the one whose answer button was tapped,
+    is not a concern's."""
+    if notification is not None:
+        concern_id = replies.concern_id_of(notification)
+        if concern_id is None:
+            return None
+        outcome = do_take_reply(person=user, text="", via=channel, concern_id=concern_id)
+    else:
+        outcome = do_take_reply(person=user, text=text, via=channel)
+    return replies.answer_text(outcome)

@@ -1,7 +1,7 @@
 """A local fake of the providers' HTTP APIs, and the settings that point the real
 client libraries at it.
 
-The fake speaks enough of LINE's push API, Twilio's Messages API and a web-push
+The fake speaks enough of LINE's push and reply APIs, Twilio's Messages API and a web-push
 endpoint; it records every request and can be told to fail, hang or be slow for the
 next requests (optionally only on one path).
 """
@@ -84,6 +84,11 @@ class FakeProviders:
     def to(self, prefix: str) -> list[Recorded]:
         return [r for r in self.requests if r.path.startswith(prefix)]
 
+    def line_replies(self) -> list[tuple[str, str]]:
+        """What was answered with LINE's reply API, as (reply token, text)."""
+        return [(r.json()["replyToken"], "\n".join(m["text"] for m in r.json()["messages"]))
+                for r in self.to("/v2/bot/message/reply")]
+
     def _rule_for(self, path: str) -> Rule | None:
         with self.lock:
             for rule in self.rules:
@@ -149,9 +154,11 @@ class Handler(BaseHTTPRequestHandler):
             return
         if rule and rule.kind == "fail":
             return self._answer(rule.status, {"message": f"fake failure {rule.status}"})
-        if self.path == "/v2/bot/message/push":
+        if self.path in ("/v2/bot/message/push", "/v2/bot/message/reply"):
             if self.headers.get("Authorization") not in {f"Bearer {t}" for t in self.fake.line_tokens}:
                 return self._answer(401, {"message": "Authentication failed"})
+            if self.path.endswith("/reply") and not json.loads(body or b"{}").get("replyToken"):
+                return self._answer(400, {"message": "Invalid reply token"})
             answer = (200, {"sentMessages": [{"id": "4611", "quoteToken": "q"}]})
         elif (account := self._twilio_account()) is not None:
             if not account:
