@@ -16,6 +16,9 @@ app.conf.beat_schedule = {
     "sweep-wakeups": {"task": "watch.sweep_wakeups", "schedule": 15 * 60},
     # Escalation steps run when due even if their task was lost (see outreach.tasks).
     "sweep-escalations": {"task": "outreach.sweep_escalations", "schedule": 5.0, "options": {"expires": 10}},
+    # Overdue residents whose concern a failed hook left out get it (see outreach.receivers).
+    "repair-overdue-concerns": {"task": "tenants.fan_out", "schedule": 5 * 60,
+                                "args": ("outreach.tasks.repair_overdue_concerns",), "options": {"expires": 240}},
     "resume-ended-pauses": {"task": "tenants.fan_out", "schedule": 60 * 60,
                             "args": ("watch.tasks.resume_ended_pauses",)},
     "clear-expired-sessions": {

@@ -6,31 +6,50 @@ from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from notifications.events import send_event_on_commit
-from outreach.models import AckLink, Concern, ConcernEvent, DutyShift, EscalationPolicy, Severity, Target
+from outreach.models import (
+    DEFAULT_POLICY_NAME,
+    URGENT_POLICY_NAME,
+    AckLink,
+    Concern,
+    ConcernEvent,
+    DutyShift,
+    EscalationPolicy,
+    Severity,
+    Target,
+)
 from outreach.replies import Outcome, is_acknowledgement
 from tenants.accounts.models import User, hash_token
 from tenants.context import absolute_url
 from tenants.tasks import enqueue_on_commit
-from tenants.wakeups import do_lower_wakeup, do_set_wakeup
-from watch.access import resident_audience, residents_for_user
-from watch.models import AreaMembership, Resident
+from tenants.wakeups import RETRY_AFTER, do_lower_wakeup, do_set_wakeup
+from watch.access import can_see_resident, resident_audience, residents_for_user
+from watch.models import AreaMembership, Resident, Rhythm
 
 logger = logging.getLogger(__name__)
 
 ESCALATION = "escalation"  # wakeup purpose
 ACK_LINK_TTL = timedelta(hours=24)
+# A step names its targets, whose people are notified together, then waits.
 # Used when a tenant has no policy that matches: volunteer → case worker → area staff.
 DEFAULT_STEPS = [
-    {"target": Target.ASSIGNED_VOLUNTEERS, "user": None, "wait_minutes": 15},
-    {"target": Target.CASE_WORKERS, "user": None, "wait_minutes": 30},
-    {"target": Target.AREA_STAFF, "user": None, "wait_minutes": 60},
+    {"targets": [Target.ASSIGNED_VOLUNTEERS], "users": [], "wait_minutes": 15},
+    {"targets": [Target.CASE_WORKERS], "users": [], "wait_minutes": 30},
+    {"targets": [Target.AREA_STAFF], "users": [], "wait_minutes": 60},
 ]
 DEFAULT_REPEATS = 1
+# Urgent concerns ("please call me", "needs help") unless the tenant has a policy made
+# for urgent ones: the case workers and the area's staff at once, then whoever is on duty
+# and the volunteers nearby; twice.
+URGENT_STEPS = [
+    {"targets": [Target.CASE_WORKERS, Target.AREA_STAFF], "users": [], "wait_minutes": 10},
+    {"targets": [Target.ON_DUTY, Target.ASSIGNED_VOLUNTEERS], "users": [], "wait_minutes": 10},
+]
+URGENT_REPEATS = 2
 SEVERITY_BY_CAUSE = {
     Concern.Cause.DEVICE_CALL_REQUEST: Severity.URGENT,
     Concern.Cause.OVERDUE: Severity.HIGH,
@@ -40,11 +59,15 @@ SEVERITY_BY_CAUSE = {
 
 
 def policy_for(resident: Resident, severity: str) -> tuple[str, list[dict], int]:
-    """(name, steps, repeat limit) of the policy in force for this resident and severity."""
+    """(name, steps, repeat limit) of the policy in force for this resident and severity.
+
+    An urgent concern follows only a policy made for urgent concerns, else the urgent
+    default: a policy for every severity must not slow it down."""
     ancestors = resident.area.ancestor_ids
+    urgent = severity == Severity.URGENT
     candidates = (EscalationPolicy.objects.filter(is_active=True)
                   .filter(Q(area__isnull=True) | Q(area_id__in=ancestors))
-                  .filter(Q(severity="") | Q(severity=severity))
+                  .filter(Q(severity=severity) if urgent else Q(severity="") | Q(severity=severity))
                   .select_related("area").prefetch_related("steps"))
 
     def specificity(policy):
@@ -53,9 +76,18 @@ def policy_for(resident: Resident, severity: str) -> tuple[str, list[dict], int]
 
     best = max(candidates, key=specificity, default=None)
     if best is None or not best.steps.all():
-        return _("Default escalation"), DEFAULT_STEPS, DEFAULT_REPEATS
-    steps = [{"target": s.target, "user": s.user_id, "wait_minutes": s.wait_minutes} for s in best.steps.all()]
-    return best.name, steps, best.repeat_limit
+        if urgent:
+            return URGENT_POLICY_NAME, URGENT_STEPS, URGENT_REPEATS
+        return DEFAULT_POLICY_NAME, DEFAULT_STEPS, DEFAULT_REPEATS
+    steps: dict[int, dict] = {}  # rows of one order are one step
+    for row in best.steps.all():
+        step = steps.setdefault(row.order, {"targets": [], "users": [], "wait_minutes": row.wait_minutes})
+        if row.target not in step["targets"]:
+            step["targets"].append(row.target)
+        if row.target == Target.USER and row.user_id:
+            step["users"].append(row.user_id)
+        step["wait_minutes"] = max(step["wait_minutes"], row.wait_minutes)
+    return best.name, list(steps.values()), best.repeat_limit
 
 
 def concern_event(concern: Concern, kind: str, *, actor: User | None = None, note: str = "",
@@ -112,9 +144,19 @@ def do_raise_concern(*, resident: Resident, cause: str, severity: str | None = N
 
 
 def recipients_for(concern: Concern, step: dict) -> list[User]:
+    """The active people the step's targets name, each once, who may see the resident
+    (watch.access decides: a volunteer without the resident's consent, an officer or a
+    case worker elsewhere is left out)."""
     resident = concern.resident
-    active = User.objects.filter(is_active=True)
-    target = step["target"]
+    people: dict[int, User] = {}
+    for target in step["targets"]:
+        for person in _named_by(resident, target, step):
+            people.setdefault(person.pk, person)
+    return [person for person in people.values() if can_see_resident(person, resident)]
+
+
+def _named_by(resident: Resident, target: str, step: dict) -> list[User]:
+    active = User.objects.filter(is_active=True).order_by("pk")
     if target == Target.ASSIGNED_VOLUNTEERS:
         return list(active.filter(role=User.Role.VOLUNTEER, assignments__resident=resident))
     if target == Target.CASE_WORKERS:
@@ -129,7 +171,7 @@ def recipients_for(concern: Concern, step: dict) -> list[User]:
         everywhere = staff.exclude(pk__in=AreaMembership.objects.values("user_id"))
         return list(everywhere) or list(active.filter(role=User.Role.ADMIN))
     if target == Target.USER:
-        return list(active.filter(pk=step.get("user")))
+        return list(active.filter(pk__in=step["users"]))
     if target == Target.ON_DUTY:
         now = timezone.now()
         return list(active.filter(duty_shifts__starts_at__lte=now, duty_shifts__ends_at__gt=now).distinct())
@@ -138,6 +180,10 @@ def recipients_for(concern: Concern, step: dict) -> list[User]:
 
 def do_advance_escalation(concern_id: int, timer: str) -> bool:
     """Run the concern's current step once: notify its people, then schedule the next.
+
+    A step whose people are nobody is recorded as skipped and the next runs at once, in
+    this same run, up to the end of the round. A round in which no step, ever, reached
+    anyone goes to the tenant's administrators and marks the concern for the board.
 
     Acts only if the concern is open, its step is due and `timer` is the concern's
     current timer (a stale, duplicated or swept run does nothing). Everything, the
@@ -149,16 +195,28 @@ def do_advance_escalation(concern_id: int, timer: str) -> bool:
                            next_step_at__lte=timezone.now()).first())
         if concern is None:
             return False
-        step = concern.steps[concern.step_index]
-        people = recipients_for(concern, step)
-        for person in people:
-            _notify(concern, person)
-        concern_event(concern, ConcernEvent.Kind.NOTIFIED, step=concern.step_index + 1, round=concern.round + 1,
-                      target=step["target"], recipients=[p.pk for p in people])
-        wait = timedelta(minutes=step["wait_minutes"]) if people else timedelta(0)
-        concern.step_index += 1
-        if concern.step_index >= len(concern.steps):
-            concern.step_index, concern.round = 0, concern.round + 1
+        people, round_over, wait = [], not concern.steps, timedelta(0)
+        while not round_over:
+            step = concern.steps[concern.step_index]
+            where = {"step": concern.step_index + 1, "round": concern.round + 1, "targets": step["targets"]}
+            people = recipients_for(concern, step)
+            for person in people:
+                _notify(concern, person, f"concern:{concern.pk}:round:{concern.round}:step:{concern.step_index}")
+            if people:
+                concern_event(concern, ConcernEvent.Kind.NOTIFIED, recipients=[p.pk for p in people], **where)
+                concern.reached_nobody = False
+            else:
+                concern_event(concern, ConcernEvent.Kind.SKIPPED, **where)
+            wait = timedelta(minutes=step["wait_minutes"])
+            concern.step_index += 1
+            round_over = concern.step_index >= len(concern.steps)
+            if round_over:
+                concern.step_index, concern.round = 0, concern.round + 1
+            if people:
+                break
+        if not people and not concern.reached_nobody and not concern.events.filter(
+                kind=ConcernEvent.Kind.NOTIFIED).exists():
+            _notify_administrators(concern)
         if concern.round >= concern.repeat_limit:
             concern.next_step_at = None
             concern_event(concern, ConcernEvent.Kind.EXHAUSTED)
@@ -166,15 +224,24 @@ def do_advance_escalation(concern_id: int, timer: str) -> bool:
             concern.next_step_at = timezone.now() + wait
             do_lower_wakeup(connection.schema_name, ESCALATION, concern.next_step_at)
         concern.timer = uuid.uuid4()
-        concern.save(update_fields=["step_index", "round", "next_step_at", "timer"])
-        if concern.next_step_at is not None and not people:
-            from outreach.tasks import advance_escalation
-
-            enqueue_on_commit(advance_escalation, concern.pk, str(concern.timer))  # nobody here: go on
+        concern.save(update_fields=["step_index", "round", "next_step_at", "timer", "reached_nobody"])
     return True
 
 
-def _notify(concern: Concern, person: User) -> None:
+def _notify_administrators(concern: Concern) -> None:
+    """No step reached anyone: the tenant's active administrators are told, once."""
+    admins = [admin for admin in User.objects.filter(role=User.Role.ADMIN, is_active=True).order_by("pk")
+              if can_see_resident(admin, concern.resident)]
+    for admin in admins:
+        _notify(concern, admin, f"concern:{concern.pk}:unreached")
+    concern.reached_nobody = True
+    concern_event(concern, ConcernEvent.Kind.UNREACHED, recipients=[a.pk for a in admins])
+    logger.warning("concern %s reached nobody; %d administrator(s) notified", concern.pk, len(admins))
+
+
+def _notify(concern: Concern, person: User, dedupe_key: str) -> None:
+    """The message names the resident and the cause, never a note: the person may see the
+    resident (recipients_for) but not necessarily its sensitive notes."""
     from notifications.actions import do_notify
 
     token = secrets.token_urlsafe(24)
@@ -186,8 +253,7 @@ def _notify(concern: Concern, person: User) -> None:
         body = _("%(title)s\nAcknowledge here (only you, once): %(link)s") % {
             "title": title, "link": absolute_url(connection.schema_name, f"/outreach/ack/{token}/")}
     do_notify(recipient=person, kind="concern", title=title, body=body, url=f"/outreach/concerns/{concern.pk}/",
-              urgent=concern.severity == Severity.URGENT,
-              dedupe_key=f"concern:{concern.pk}:round:{concern.round}:step:{concern.step_index}")
+              urgent=concern.severity == Severity.URGENT, dedupe_key=dedupe_key, subject_resident=concern.resident_id)
 
 
 def check_can_act_on_concern(user: User, concern: Concern) -> None:
@@ -288,16 +354,48 @@ def do_take_reply(*, person: User, text: str, via: str, concern_id: int | None =
 
 def do_run_due_escalations(now=None) -> int:
     """The sweep: run every open concern whose step is due (its task may have been lost:
-    a dead worker, a flushed Redis), then set the tenant's next escalation wakeup."""
+    a dead worker, a flushed Redis), then set the tenant's next escalation wakeup.
+
+    Each concern on its own: one that fails is logged, its step moved `RETRY_AFTER`
+    later (retried then, not in a tight loop), and the others proceed."""
     now = now or timezone.now()
     due = list(Concern.objects.filter(state=Concern.State.OPEN, next_step_at__lte=now).values_list("pk", "timer"))
-    ran = sum(do_advance_escalation(pk, str(timer)) for pk, timer in due)
+    ran = 0
+    for pk, timer in due:
+        try:
+            ran += do_advance_escalation(pk, str(timer))
+        except Exception:
+            logger.exception("escalation of concern %s failed; retried in %d s", pk, RETRY_AFTER.seconds)
+            Concern.objects.filter(pk=pk, state=Concern.State.OPEN, timer=timer).update(
+                next_step_at=timezone.now() + RETRY_AFTER)
     with transaction.atomic():
         do_lower_wakeup(connection.schema_name, ESCALATION, None)  # lock, as in watch.do_mark_overdue
         following = (Concern.objects.filter(state=Concern.State.OPEN, next_step_at__isnull=False)
                      .order_by("next_step_at").values_list("next_step_at", flat=True).first())
         do_set_wakeup(connection.schema_name, ESCALATION, following)
     return ran
+
+
+def do_repair_overdue_concerns() -> list[int]:
+    """The sweep behind the overdue hook (whose failure cannot undo the overdue mark): a
+    resident with an overdue rhythm and no overdue concern live or opened since the
+    rhythm went overdue gets one now. A concern closed since then stays closed. Returns
+    the ids of the residents repaired; one that fails is logged and left for the next run."""
+    covered = Concern.objects.filter(resident=OuterRef("resident_id"), cause=Concern.Cause.OVERDUE).filter(
+        Q(state__in=Concern.LIVE_STATES) | Q(opened_at__gte=OuterRef("overdue_since")))
+    missing = dict(Rhythm.objects.filter(state=Rhythm.State.OVERDUE).exclude(Exists(covered))
+                   .order_by("resident_id", "pk").values_list("resident_id", "pk"))
+    repaired = []
+    for resident in Resident.objects.filter(pk__in=missing).select_related("area").order_by("pk"):
+        try:
+            do_raise_concern(resident=resident, cause=Concern.Cause.OVERDUE, rhythm=missing[resident.pk],
+                             repaired=True)
+        except Exception:
+            logger.exception("could not raise the overdue concern of resident %s", resident.pk)
+            continue
+        logger.warning("overdue concern of resident %s was missing: raised by the repair sweep", resident.pk)
+        repaired.append(resident.pk)
+    return repaired
 
 
 def do_add_duty_shift(*, actor: User, user: User, starts_at, ends_at) -> DutyShift:

@@ -11,6 +11,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext, gettext_noop, ngettext, pgettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from watch.models import Area, Resident
@@ -31,6 +32,25 @@ class Target(models.TextChoices):
     ON_DUTY = "on_duty", _("Whoever is on duty")
 
 
+# The names of the built-in policies, stored untranslated and shown in the reader's language.
+DEFAULT_POLICY_NAME = gettext_noop("Default escalation")
+URGENT_POLICY_NAME = gettext_noop("Urgent escalation")
+
+
+def target_labels(step: dict) -> list[str]:
+    return [str(Target(target).label) for target in step.get("targets", []) if target in Target.values]
+
+
+# Who a step could not reach, as in "Step 2: no case worker could be notified".
+NOBODY_TO_NOTIFY = {
+    Target.ASSIGNED_VOLUNTEERS: pgettext_lazy("nobody to notify", "volunteer"),
+    Target.CASE_WORKERS: pgettext_lazy("nobody to notify", "case worker"),
+    Target.AREA_STAFF: pgettext_lazy("nobody to notify", "area staff"),
+    Target.USER: pgettext_lazy("nobody to notify", "named person"),
+    Target.ON_DUTY: pgettext_lazy("nobody to notify", "person on duty"),
+}
+
+
 class EscalationPolicy(models.Model):
     """Chosen by severity and area: the most specific area wins, then an exact severity."""
 
@@ -47,6 +67,9 @@ class EscalationPolicy(models.Model):
 
 
 class EscalationStep(models.Model):
+    """One target of a policy's step; the rows of one `order` are one step, whose people
+    are notified together."""
+
     policy = models.ForeignKey(EscalationPolicy, on_delete=models.CASCADE, related_name="steps")
     order = models.PositiveSmallIntegerField()
     target = models.CharField(_("notify"), max_length=30, choices=Target.choices)
@@ -55,7 +78,7 @@ class EscalationStep(models.Model):
     wait_minutes = models.PositiveIntegerField(_("then wait (minutes)"), default=15)
 
     class Meta:
-        ordering = ["order"]
+        ordering = ["order", "pk"]
 
     def __str__(self) -> str:
         return f"{self.order}: {self.target}"
@@ -117,6 +140,8 @@ class Concern(models.Model):
     # The run a scheduled task must carry to act; every step changes it, so a stale or
     # duplicated task does nothing.
     timer = models.UUIDField(default=uuid.uuid4)
+    # Every step so far reached nobody (the administrators were told): shown on the board.
+    reached_nobody = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-opened_at"]
@@ -128,6 +153,30 @@ class Concern(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resident_id} {self.cause} {self.state}"
+
+    @property
+    def policy_label(self) -> str:
+        if self.policy_name in (DEFAULT_POLICY_NAME, URGENT_POLICY_NAME):
+            return gettext(self.policy_name)
+        return self.policy_name
+
+    def step_texts(self) -> list[str]:
+        """The copied steps in words, in the reader's language."""
+        texts = []
+        for step in self.steps:
+            labels = target_labels(step)
+            values = {"whom": pgettext("list of people", ", ").join(labels), "minutes": step.get("wait_minutes", 0)}
+            if len(labels) > 1:
+                texts.append(gettext("Notify %(whom)s at once, then wait %(minutes)s min") % values)
+            else:
+                texts.append(gettext("Notify %(whom)s, then wait %(minutes)s min") % values)
+        return texts
+
+    def repeat_text(self) -> str:
+        if self.repeat_limit <= 1:
+            return ""
+        return ngettext("The steps run %(count)d time.", "The steps run %(count)d times.",
+                        self.repeat_limit) % {"count": self.repeat_limit}
 
 
 class ConcernEvent(models.Model):
@@ -146,6 +195,8 @@ class ConcernEvent(models.Model):
         MESSAGE = "message", _("Message")
         # A step whose recipients were nobody: passed over at once, with the reason.
         SKIPPED = "skipped", _("Step skipped")
+        # No step reached anyone: the tenant's administrators were told instead.
+        UNREACHED = "unreached", _("Nobody could be notified")
 
     concern = models.ForeignKey(Concern, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -160,6 +211,22 @@ class ConcernEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.concern_id} {self.kind}"
+
+    def summary(self) -> str:
+        """What an escalation entry says, in the reader's language ("" for other kinds)."""
+        if self.kind == self.Kind.SKIPPED:
+            whom = pgettext("nobody to notify, list", " or ").join(
+                str(NOBODY_TO_NOTIFY[target]) for target in self.data.get("targets", []) if target in NOBODY_TO_NOTIFY)
+            return gettext("Step %(step)s: no %(whom)s could be notified") % {"step": self.data.get("step"),
+                                                                             "whom": whom}
+        if self.kind == self.Kind.UNREACHED:
+            count = len(self.data.get("recipients", []))
+            if not count:
+                return gettext("No step reached anyone, and the tenant has no active administrator.")
+            return ngettext("No step reached anyone: %(count)d administrator was notified instead.",
+                            "No step reached anyone: %(count)d administrators were notified instead.",
+                            count) % {"count": count}
+        return ""
 
 
 class AckLink(models.Model):

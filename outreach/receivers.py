@@ -1,25 +1,45 @@
 """Concerns raised by watch-over (which cannot import this app)."""
+import logging
+
+from django.db import transaction
 from django.dispatch import receiver
 
 from outreach import replies
 from outreach.actions import do_raise_concern, do_take_reply
-from outreach.models import Concern
-from watch.models import ContactLog, Resident
+from outreach.models import Concern, Severity
+from watch.models import ContactLog, Outcome, Resident
 from watch.signals import attention_requested, resident_overdue
+
+logger = logging.getLogger(__name__)
+
+# These run inside watch's transaction (the contact, the overdue pass). Each runs in a
+# savepoint and logs its failure instead of raising: outreach failing must not undo what
+# watch recorded. do_repair_overdue_concerns raises what an overdue hook left out.
 
 
 @receiver(attention_requested)
 def raise_for_attention(sender, resident_id, cause, contact_id, **kwargs):
-    resident = Resident.objects.select_related("area").get(pk=resident_id)
-    contact = ContactLog.objects.filter(pk=contact_id).first()
-    do_raise_concern(resident=resident, cause=cause, note=contact.note if contact else "",
-                     actor=contact.logged_by if contact else None, contact=contact_id)
+    try:
+        with transaction.atomic():
+            resident = Resident.objects.select_related("area").get(pk=resident_id)
+            contact = ContactLog.objects.filter(pk=contact_id).first()
+            # "Asked to be called" (needs help) is urgent, whoever logged it.
+            urgent = contact is not None and contact.outcome == Outcome.ASKED_FOR_CALL
+            do_raise_concern(resident=resident, cause=cause, severity=Severity.URGENT if urgent else None,
+                             note=contact.note if contact else "", actor=contact.logged_by if contact else None,
+                             contact=contact_id)
+    except Exception:
+        logger.exception("could not raise the %s concern of resident %s (contact %s)", cause, resident_id, contact_id)
 
 
 @receiver(resident_overdue)
 def raise_for_overdue(sender, resident_id, rhythm_id, **kwargs):
-    resident = Resident.objects.select_related("area").get(pk=resident_id)
-    do_raise_concern(resident=resident, cause=Concern.Cause.OVERDUE, rhythm=rhythm_id)
+    try:
+        with transaction.atomic():
+            resident = Resident.objects.select_related("area").get(pk=resident_id)
+            do_raise_concern(resident=resident, cause=Concern.Cause.OVERDUE, rhythm=rhythm_id)
+    except Exception:
+        logger.exception("could not raise the overdue concern of resident %s; the repair sweep will", resident_id)
 
 
 def acknowledge_by_reply(sender, user, channel, text, notification=None, **kwargs):

@@ -1,7 +1,19 @@
 """Per-tenant wakeup times in the public schema (see tenants.models.Wakeup)."""
-from django.db import connection
+import logging
+from collections.abc import Callable, Iterable
+from datetime import timedelta
 
+from django.db import connection
+from django.utils import timezone
+
+from tenants.context import tenant_scope
 from tenants.models import Tenant, Wakeup
+
+logger = logging.getLogger(__name__)
+
+# How much later a tenant's (or a concern's) failed pass is tried again: soon, but not
+# in a tight loop that would crowd out every other tenant.
+RETRY_AFTER = timedelta(seconds=45)
 
 
 def _table() -> str:
@@ -40,3 +52,19 @@ def due_schema_names(purpose: str, now) -> list[str]:
         .order_by("due_at")
         .values_list("tenant__schema_name", flat=True)
     )
+
+
+def run_each_tenant(schema_names: Iterable[str], purpose: str, run: Callable[[str], object]) -> int:
+    """`run(schema_name)` for each tenant on its own: one that raises is logged with its
+    schema and its `purpose` wakeup moved `RETRY_AFTER` later, to be retried then; the
+    others proceed. Returns how many tenants were visited."""
+    count = 0
+    for schema_name in schema_names:
+        count += 1
+        try:
+            run(schema_name)
+        except Exception:
+            with tenant_scope(schema_name):
+                logger.exception("%s pass failed; retried in %d s", purpose, RETRY_AFTER.seconds)
+                do_set_wakeup(schema_name, purpose, timezone.now() + RETRY_AFTER)
+    return count

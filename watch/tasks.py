@@ -4,7 +4,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from tenants.tasks import active_schema_names, tenant_task
-from tenants.wakeups import due_schema_names
+from tenants.wakeups import due_schema_names, run_each_tenant
 from watch.actions import OVERDUE, do_mark_overdue, do_resume_ended_pauses
 
 logger = logging.getLogger(__name__)
@@ -18,21 +18,16 @@ def mark_overdue_in_tenant() -> int:
 @shared_task(name="watch.detect_overdue", acks_late=False)
 def detect_overdue() -> int:
     """Every few seconds: mark overdue in the tenants whose wakeup has come. One indexed
-    query when nothing is due; work follows the tenants with something due."""
-    schemas = due_schema_names(OVERDUE, timezone.now())
-    for schema_name in schemas:
-        mark_overdue_in_tenant.run(schema_name)
-    return len(schemas)
+    query when nothing is due; work follows the tenants with something due. A tenant
+    whose pass fails is pushed back and retried; the others proceed."""
+    return run_each_tenant(due_schema_names(OVERDUE, timezone.now()), OVERDUE, mark_overdue_in_tenant.run)
 
 
 @shared_task(name="watch.sweep_wakeups")
 def sweep_wakeups() -> int:
-    """Rebuild every tenant's overdue wakeup from its rhythms (anything lost is redone)."""
-    count = 0
-    for schema_name in active_schema_names():
-        mark_overdue_in_tenant.run(schema_name)
-        count += 1
-    return count
+    """Rebuild every tenant's overdue wakeup from its rhythms (anything lost is redone),
+    each tenant on its own."""
+    return run_each_tenant(list(active_schema_names()), OVERDUE, mark_overdue_in_tenant.run)
 
 
 @tenant_task

@@ -127,7 +127,7 @@ def test_the_policy_in_force_is_copied_when_the_concern_opens(team, hanako, area
         EscalationStep.objects.filter(policy=policy).update(wait_minutes=99)  # a later edit
         concern.refresh_from_db()
     assert concern.policy_name == "大住 緊急" and concern.repeat_limit == 2
-    assert concern.steps == [{"target": "user", "user": team["staff"].pk, "wait_minutes": 5}]
+    assert concern.steps == [{"targets": ["user"], "users": [team["staff"].pk], "wait_minutes": 5}]
 
 
 def test_overdue_and_device_call_raise_concerns(team, hanako, staff_a, django_capture_on_commit_callbacks):

@@ -100,3 +100,68 @@ def test_two_concurrent_detection_passes_mark_each_resident_once(committed_db):
     with tenant_scope("tenant_a"):
         assert Rhythm.objects.filter(state="overdue").count() == 30
     connection.set_schema_to_public()
+
+
+def _failing_in_tenant_a(monkeypatch, caplog):
+    """do_mark_overdue raises for tenant A only; error log lines carry their schema."""
+    import logging
+
+    from config.logging import TenantFilter
+    from watch import tasks
+
+    original = tasks.do_mark_overdue
+
+    def fails_in_a(*args, **kwargs):
+        if connection.schema_name == "tenant_a":
+            raise RuntimeError("tenant A is broken")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "do_mark_overdue", fails_in_a)
+    caplog.handler.addFilter(TenantFilter())
+    caplog.set_level(logging.ERROR)
+    return lambda: [r.schema for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
+
+
+def _due_in_both_tenants(hanako, resident_b):
+    from tenants.wakeups import do_lower_wakeup
+
+    make_due(hanako)
+    with tenant_scope("tenant_b"):
+        Rhythm.objects.filter(resident=resident_b).update(alert_at=timezone.now() - timedelta(minutes=1))
+    # Tenant A's wakeup comes first, so its failure happens before tenant B's turn.
+    do_lower_wakeup("tenant_a", "overdue", timezone.now() - timedelta(minutes=2))
+    do_lower_wakeup("tenant_b", "overdue", timezone.now() - timedelta(minutes=1))
+
+
+def test_one_tenants_failing_overdue_pass_does_not_stop_the_others(hanako, resident_b, monkeypatch, caplog):
+    _due_in_both_tenants(hanako, resident_b)
+    errors = _failing_in_tenant_a(monkeypatch, caplog)
+    before = timezone.now()
+    assert detect_overdue.delay().get() == 2
+    with tenant_scope("tenant_b"):
+        assert Resident.objects.get(pk=resident_b.pk).is_overdue
+    with tenant_scope("tenant_a"):
+        assert not Resident.objects.get(pk=hanako.pk).is_overdue
+    assert errors() == ["tenant_a"]
+    # Pushed back a little, not forgotten: the next passes skip it until then, then retry.
+    wakeup = Wakeup.objects.get(tenant__schema_name="tenant_a", purpose="overdue").due_at
+    assert before + timedelta(seconds=29) < wakeup < timezone.now() + timedelta(seconds=61)
+    assert detect_overdue.delay().get() == 0
+    monkeypatch.undo()
+    Wakeup.objects.filter(tenant__schema_name="tenant_a", purpose="overdue").update(due_at=timezone.now())
+    assert detect_overdue.delay().get() == 1
+    with tenant_scope("tenant_a"):
+        assert Resident.objects.get(pk=hanako.pk).is_overdue
+
+
+def test_one_tenants_failing_wakeup_sweep_does_not_stop_the_others(hanako, resident_b, monkeypatch, caplog):
+    from watch.tasks import sweep_wakeups
+
+    _due_in_both_tenants(hanako, resident_b)
+    errors = _failing_in_tenant_a(monkeypatch, caplog)
+    sweep_wakeups.delay().get()
+    with tenant_scope("tenant_b"):
+        assert Resident.objects.get(pk=resident_b.pk).is_overdue
+    assert errors() == ["tenant_a"]
+    wakeup = Wakeup.objects.get(tenant__schema_name="tenant_a", purpose="overdue").due_at
+    assert timezone.now() + timedelta(seconds=29) < wakeup < timezone.now() + timedelta(seconds=61)
