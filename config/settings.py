@@ -94,8 +94,8 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-            ],
                 "watch.context_processors.disaster_sharing",
+            ],
         },
     },
 ]
