@@ -17,3 +17,4 @@ urlpatterns = [
     *ping_urlpatterns,
     path("i18n/", include("django.conf.urls.i18n")),
 ]
+handler404 = "config.api.not_found"

@@ -86,6 +86,7 @@ class ResidentContacts(generics.ListAPIView):
 class ContactCreate(APIView):
     @extend_schema(request=ContactInputSerializer, responses={
         201: ContactSerializer, 200: OpenApiResponse(ContactSerializer, description="a retry: the original entry"),
+        404: OpenApiResponse(description="no such resident, or not one you may see"),
         409: OpenApiResponse(description="idempotency key already used for another resident")})
     def post(self, request):
         data = ContactInputSerializer(data=request.data)
