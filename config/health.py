@@ -10,6 +10,7 @@ from django.db import connection
 from django.http import JsonResponse
 
 logger = logging.getLogger(__name__)
+HEALTH_PATHS = ("/healthz", "/readyz")  # probed over plain http too: never redirected to https
 
 
 def check_database() -> bool:

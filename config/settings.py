@@ -45,6 +45,7 @@ TENANT_APPS = [
     "django.contrib.auth",
     "django.contrib.sessions",
     "tenants.accounts",
+    # Only watch/edge.py still reads its table; API tokens are tenants.accounts.ApiToken.
     "rest_framework.authtoken",
     "notifications",
     "watch",
@@ -156,7 +157,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "tenants.accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -191,10 +192,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Sign-in throttling: after this many failures for one account or one address within
-# the window, further attempts are refused until the window passes.
+# Sign-in throttling: attempts are counted before the password is checked; after this
+# many failures for one account (or, much higher, from one client address: a city office
+# signs in from one address) within the window, further attempts are refused.
 LOGIN_FAILURE_LIMIT = env.get_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_ADDRESS_FAILURE_LIMIT = env.get_int("LOGIN_ADDRESS_FAILURE_LIMIT", 100)
 LOGIN_FAILURE_WINDOW = env.get_int("LOGIN_FAILURE_WINDOW", 900)
+# Password-reset requests: per entered email address and per client address, per window.
+PASSWORD_RESET_LIMIT = env.get_int("PASSWORD_RESET_LIMIT", 3)
+PASSWORD_RESET_ADDRESS_LIMIT = env.get_int("PASSWORD_RESET_ADDRESS_LIMIT", 20)
+PASSWORD_RESET_WINDOW = env.get_int("PASSWORD_RESET_WINDOW", 3600)
+# The reverse proxies (CIDRs) whose X-Forwarded-For is believed, read from the right;
+# a request from any other peer is the peer's own, whatever header it carries.
+TRUSTED_PROXIES = env.get_list("TRUSTED_PROXIES", [])
+# API tokens (tenants.accounts.models.ApiToken) end after this many days.
+API_TOKEN_TTL_DAYS = env.get_int("API_TOKEN_TTL_DAYS", 30)
 INVITATION_TTL_HOURS = env.get_int("INVITATION_TTL_HOURS", 72)
 PASSWORD_RESET_TIMEOUT = 60 * 60 * 2
 

@@ -302,7 +302,7 @@ def live_server_url(committed_db, settings):
     yield lambda host: f"http://{host}:{port}"
     # The edge ping path keeps a connection pool on the server's loop: close it there, or
     # its connections outlive the test database.
-    fast_ping = application.application_mapping["http"]
+    from config.asgi import edge as fast_ping
     if fast_ping.pool is not None and not fast_ping.pool_loop.is_closed():
         asyncio.run_coroutine_threadsafe(fast_ping.pool.close(), fast_ping.pool_loop).result(10)
         fast_ping.pool = None

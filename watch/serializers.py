@@ -1,9 +1,20 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection
+from django.utils import timezone
 from rest_framework import serializers
 
 from watch.access import can_see_sensitive
+from watch.actions import check_contact_input
 from watch.models import Area, Channel, ContactLog, Device, EmergencyContact, Outcome, Resident, Rhythm
 
 NOTE_MAX = 2000
+
+
+def IdField(**kwargs):
+    """An id given as input: a positive integer that fits the database's ids (larger
+    ones would name no row: 400, not a lookup)."""
+    return serializers.IntegerField(min_value=1, max_value=connection.ops.integer_field_range("BigAutoField")[1],
+                                    **kwargs)
 
 
 class AreaSerializer(serializers.ModelSerializer):
@@ -62,12 +73,21 @@ def resident_detail_serializer_for(user):
 
 
 class ContactInputSerializer(serializers.Serializer):
-    resident = serializers.IntegerField()
+    resident = IdField()
     occurred_at = serializers.DateTimeField(required=False)
     channel = serializers.ChoiceField(choices=Channel.choices)
     outcome = serializers.ChoiceField(choices=Outcome.choices)
     note = serializers.CharField(required=False, allow_blank=True, max_length=NOTE_MAX, default="")
     idempotency_key = serializers.UUIDField(required=False)
+
+    def validate(self, attrs):
+        """The action's own check (the contact time window among others), before any lookup."""
+        try:
+            check_contact_input(occurred_at=attrs.get("occurred_at") or timezone.now(), channel=attrs["channel"],
+                                outcome=attrs["outcome"], note=attrs.get("note", ""))
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return attrs
 
 
 class ContactSerializer(serializers.ModelSerializer):

@@ -306,9 +306,7 @@ def post_from_page(url: str, data: dict, page: dict, *, origin: str | None = Non
 @pytest.fixture
 def django_calls(live_server_url):
     """The paths the edge handed to Django during the test."""
-    from config.asgi import application
-
-    edge = application.application_mapping["http"]
+    from config.asgi import edge
     inner, calls = edge.inner, []
 
     async def counting(scope, receive, send):
