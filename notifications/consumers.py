@@ -1,19 +1,30 @@
+import hashlib
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from notifications.events import groups_for_user
+from notifications.events import group_name, groups_for_user
 from tenants.context import tenant_scope
 
 
+def to_session(session_key: str) -> str:
+    """The audience of one session's connections, named by a hash: group names are
+    visible in Redis, session keys must not be."""
+    return f"session.{hashlib.sha256(session_key.encode()).hexdigest()[:32]}"
+
+
 @database_sync_to_async
-def _groups(tenant, user) -> list[str]:
+def _groups(tenant, user, session_key: str | None) -> list[str]:
     with tenant_scope(tenant.schema_name):
-        return groups_for_user(tenant.schema_name, user)
+        groups = groups_for_user(tenant.schema_name, user)
+    if session_key:
+        groups.append(group_name(tenant.schema_name, to_session(session_key)))
+    return groups
 
 
 class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
     """One connection per open page: receives the live events of the signed-in user's
-    tenant meant for everyone, for the user's role, or for the user."""
+    tenant meant for everyone, for the user's role, for the user, or for the session."""
 
     async def connect(self):
         user = self.scope.get("user")
@@ -21,7 +32,7 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         if tenant is None or user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        self.groups_joined = await _groups(tenant, user)
+        self.groups_joined = await _groups(tenant, user, self.scope.get("session_key"))
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()

@@ -55,11 +55,14 @@ class TenantWebsocketMiddleware:
         cookies = SimpleCookie()
         cookies.load(_header(scope, b"cookie"))
         morsel = cookies.get(settings.SESSION_COOKIE_NAME)
-        tenant, user = await _resolve(hostname, morsel.value if morsel else None)
+        session_key = morsel.value if morsel else None
+        tenant, user = await _resolve(hostname, session_key)
         if tenant is None:
             return await WebsocketDenier()(scope, receive, send)
+        # The session key lets the consumer join its session's audience (closed at sign-out).
+        session_key = session_key if user.is_authenticated else None
         token = current_schema.set(tenant.schema_name)
         try:
-            return await self.inner(dict(scope, tenant=tenant, user=user), receive, send)
+            return await self.inner(dict(scope, tenant=tenant, user=user, session_key=session_key), receive, send)
         finally:
             current_schema.reset(token)

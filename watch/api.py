@@ -7,7 +7,6 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -37,20 +36,24 @@ class ObtainTokenView(APIView):
 
     @extend_schema(request={"application/json": {"type": "object", "properties": {
         "username": {"type": "string"}, "password": {"type": "string"}}}},
-        responses={200: {"type": "object", "properties": {"token": {"type": "string"}}}})
+        responses={200: {"type": "object", "properties": {"token": {"type": "string"}}},
+                   400: OpenApiResponse(description="Missing or wrong user name or password."),
+                   429: OpenApiResponse(description="Too many failed attempts for the account or address.")})
     def post(self, request):
         from django.contrib.auth import authenticate
 
-        username = str(request.data.get("username", ""))
+        data = request.data if isinstance(request.data, dict) else {}
+        username, password = data.get("username"), data.get("password")
+        if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+            raise ValidationError({"non_field_errors": [_("Send the user name and the password.")]})
         address = client_address(request)
-        if not account_actions.check_login_allowed(username, address):
-            raise Throttled(wait=None)
-        user = authenticate(request, username=username, password=str(request.data.get("password", "")))
+        if not account_actions.do_count_sign_in_attempt(username, address):
+            raise Throttled(detail=_("Too many failed sign-in attempts. Please wait 15 minutes and try again."))
+        user = authenticate(request, username=username, password=password)
         if user is None:
-            account_actions.do_record_login_failure(username, address)
             raise ValidationError({"non_field_errors": [_("The user name or password is incorrect.")]})
-        token, _created = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        account_actions.do_record_sign_in_success(username, address)
+        return Response({"token": account_actions.do_issue_api_token(user)})
 
 
 class ResidentList(generics.ListAPIView):

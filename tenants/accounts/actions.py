@@ -12,37 +12,112 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from tenants.accounts.models import Invitation, User, hash_token
-from tenants.accounts.signals import user_deactivated, user_joined
+from tenants.accounts.models import ApiToken, Invitation, User, hash_token
+from tenants.accounts.signals import session_ended, user_deactivated, user_joined
 from tenants.tasks import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
 
 
-# Sign-in throttling. Keys are per schema (the cache's key function adds it).
-def _failure_keys(username: str, address: str) -> list[str]:
-    user_digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
-    return [f"login-fail:user:{user_digest}", f"login-fail:addr:{address}"]
+# Throttling. Counters are taken before the check they guard, so that parallel attempts
+# cannot all pass a check made before any of them counted. Keys are per schema (the
+# cache's key function adds it).
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.strip().lower().encode()).hexdigest()[:32]
 
 
-def check_login_allowed(username: str, address: str) -> bool:
-    """False while the account or the address has too many recent failures."""
-    counts = cache.get_many(_failure_keys(username, address)).values()
-    return all(count < settings.LOGIN_FAILURE_LIMIT for count in counts)
+def _count(key: str, window: int) -> int:
+    """Add one to the counter `key` (started with a lifetime of `window` seconds); its new value."""
+    cache.add(key, 0, timeout=window)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=window)
+        return 1
 
 
-def do_record_login_failure(username: str, address: str) -> None:
-    for key in _failure_keys(username, address):
-        cache.add(key, 0, timeout=settings.LOGIN_FAILURE_WINDOW)
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW)
-    logger.info("sign-in failed for a user name from %s", address)
+def _sign_in_keys(username: str, address: str) -> tuple[str, str]:
+    return f"login-fail:user:{_digest(username)}", f"login-fail:addr:{address}"
 
 
-def do_clear_login_failures(username: str) -> None:
-    cache.delete(_failure_keys(username, "-")[0])
+def do_count_sign_in_attempt(username: str, address: str) -> bool:
+    """Count an attempt as a failure before its password is checked; False (do not check
+    it) once the account or, at a much higher count, the address is over its limit.
+
+    A success clears the account's count and takes its attempt off the address's.
+    """
+    user_key, address_key = _sign_in_keys(username, address)
+    window = settings.LOGIN_FAILURE_WINDOW
+    user_count, address_count = _count(user_key, window), _count(address_key, window)
+    allowed = user_count <= settings.LOGIN_FAILURE_LIMIT and address_count <= settings.LOGIN_ADDRESS_FAILURE_LIMIT
+    if allowed:
+        logger.info("sign-in attempt for a user name from %s (failures: %d, from the address: %d)",
+                    address, user_count - 1, address_count - 1)
+    else:
+        logger.warning("sign-in attempt refused: too many failures for the name or from %s", address)
+    return allowed
+
+
+def do_record_sign_in_success(username: str, address: str) -> None:
+    user_key, address_key = _sign_in_keys(username, address)
+    cache.delete(user_key)
+    try:
+        cache.decr(address_key)
+    except ValueError:
+        pass
+
+
+def do_count_password_reset_request(email: str, address: str) -> bool:
+    """Count a password-reset request; False once the email (whether or not it is
+    anyone's: the answer must not tell) or the address is over its limit."""
+    window = settings.PASSWORD_RESET_WINDOW
+    email_count = _count(f"pwreset:email:{_digest(email)}", window)
+    address_count = _count(f"pwreset:addr:{address}", window)
+    return email_count <= settings.PASSWORD_RESET_LIMIT and address_count <= settings.PASSWORD_RESET_ADDRESS_LIMIT
+
+
+# API tokens and passwords.
+def do_issue_api_token(user: User) -> str:
+    """A new API key for `user`, ending the user's earlier ones (one live token per
+    person: signing in on a new device ends the old device's). Only its hash is kept."""
+    key = secrets.token_hex(20)
+    with transaction.atomic():
+        ApiToken.objects.filter(user=user).delete()
+        ApiToken.objects.create(user=user, key_hash=hash_token(key),
+                                expires_at=timezone.now() + timedelta(days=settings.API_TOKEN_TTL_DAYS))
+    logger.info("API token issued to user %s", user.pk)
+    return key
+
+
+def do_record_password_change(user: User) -> None:
+    """After the password changed (by the user or by a reset link): the one-time
+    password flag is cleared and every API token of the user ends. (Other sessions end
+    by themselves: Django binds a session to the password's hash.)"""
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk, must_change_password=True).update(must_change_password=False)
+        ApiToken.objects.filter(user=user).delete()
+    logger.info("user %s changed their password", user.pk)
+
+
+def do_request_password_reset(email: str) -> None:
+    """Send a reset link, by a task after commit, to each active account of this tenant
+    with `email` that has a password. The requester's answer must not depend on it."""
+    from tenants.accounts.tasks import send_password_reset_email
+
+    with transaction.atomic():
+        for user in User.objects.filter(email__iexact=email, is_active=True).exclude(role=User.Role.OPERATOR):
+            if user.has_usable_password():
+                enqueue_on_commit(send_password_reset_email, user.pk, secrets.token_hex(8))
+
+
+def do_sign_out(request) -> None:
+    """End the request's session; its open pages' live connections are closed at once."""
+    from django.contrib.auth import logout
+
+    session_key = request.session.session_key
+    logout(request)
+    if session_key:
+        session_ended.send(sender=User, schema_name=connection.schema_name, session_key=session_key)
 
 
 # Invitations.
@@ -116,6 +191,7 @@ def do_set_user_active(*, actor: User, user: User, active: bool) -> bool:
         changed = User.objects.filter(pk=user.pk, is_active=not active).update(is_active=active)
         if changed and not active:
             _end_sessions_of(user.pk)
+            ApiToken.objects.filter(user_id=user.pk).delete()
             user_deactivated.send(sender=User, schema_name=connection.schema_name, user_id=user.pk)
     logger.info("user %s set user %s active=%s", actor.pk, user.pk, active)
     return bool(changed)

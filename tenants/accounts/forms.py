@@ -1,4 +1,8 @@
+import functools
+import ipaddress
+
 from django import forms
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
@@ -8,8 +12,41 @@ from tenants.accounts import actions
 from tenants.accounts.models import TENANT_ROLES, User
 
 
+@functools.cache
+def _trusted_networks(proxies: tuple[str, ...]):
+    return [ipaddress.ip_network(cidr, strict=False) for cidr in proxies]
+
+
+def _address(text: str):
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    return getattr(address, "ipv4_mapped", None) or address
+
+
 def client_address(request) -> str:
-    return request.META.get("REMOTE_ADDR", "-")
+    """The client's IP address: the peer's, unless the peer is one of TRUSTED_PROXIES;
+    then X-Forwarded-For read from the right, skipping trusted hops (what is left of
+    them anyone can write)."""
+    peer = _address(request.META.get("REMOTE_ADDR", ""))
+    if peer is None:
+        return "-"
+    trusted = _trusted_networks(tuple(settings.TRUSTED_PROXIES))
+
+    def is_trusted(address) -> bool:
+        return any(address in network for network in trusted)
+
+    client = peer
+    if is_trusted(peer):
+        for hop in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+            address = _address(hop)
+            if address is None:
+                break  # not written by a proxy of ours: trust nothing further left
+            client = address
+            if not is_trusted(address):
+                break
+    return str(client)
 
 
 class SignInForm(AuthenticationForm):
@@ -27,18 +64,20 @@ class SignInForm(AuthenticationForm):
     throttled = False
 
     def clean(self):
-        username = self.cleaned_data.get("username") or ""
+        username = self.cleaned_data.get("username")
+        if not username or not self.cleaned_data.get("password"):
+            return self.cleaned_data  # the missing field has its own error; nothing is checked
         address = client_address(self.request)
-        if not actions.check_login_allowed(username, address):
+        if not actions.do_count_sign_in_attempt(username, address):
             self.throttled = True
             raise ValidationError(self.error_messages["throttled"], code="throttled")
-        try:
-            cleaned = super().clean()
-        except ValidationError:
-            actions.do_record_login_failure(username, address)
-            raise
-        actions.do_clear_login_failures(username)
+        cleaned = super().clean()
+        actions.do_record_sign_in_success(username, address)
         return cleaned
+
+
+class PasswordResetRequestForm(forms.Form):
+    email = forms.EmailField(label=_("Email"), max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
 
 
 class InvitationForm(forms.Form):

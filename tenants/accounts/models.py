@@ -77,3 +77,17 @@ class Invitation(models.Model):
     @property
     def is_usable(self) -> bool:
         return self.accepted_at is None and self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class ApiToken(models.Model):
+    """A key for the API (`Authorization: Token <key>`). Only its hash is stored
+    (hash_token: sha256 hex of the key); it ends at `expires_at`, when another is issued
+    for the user, when the password changes, and when the user is deactivated."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"API token of user {self.user_id} until {self.expires_at:%Y-%m-%d}"

@@ -2,13 +2,20 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from tenants.accounts import actions
-from tenants.accounts.forms import AcceptInvitationForm, InvitationForm, SignInForm
+from tenants.accounts.forms import (
+    AcceptInvitationForm,
+    InvitationForm,
+    PasswordResetRequestForm,
+    SignInForm,
+    client_address,
+)
 from tenants.accounts.models import Invitation, User
 
 
@@ -29,13 +36,47 @@ class SignInView(auth_views.LoginView):
         return response
 
 
+class SignOutView(auth_views.LogoutView):
+    def post(self, request, *args, **kwargs):
+        actions.do_sign_out(request)
+        return HttpResponseRedirect(self.get_success_url())
+
+
 class PasswordChangeView(auth_views.PasswordChangeView):
     success_url = reverse_lazy("accounts:password_change_done")
 
     def form_valid(self, form):
         response = super().form_valid(form)
-        if form.user.must_change_password:
-            User.objects.filter(pk=form.user.pk).update(must_change_password=False)
+        actions.do_record_password_change(form.user)
+        return response
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Asks for a reset link. The link is built from the tenant's own domain and mailed
+    by a task (actions.do_request_password_reset); requests are limited per email and
+    per client address."""
+
+    form_class = PasswordResetRequestForm
+    success_url = reverse_lazy("accounts:password_reset_done")
+
+    def form_valid(self, form):
+        email = form.cleaned_data["email"]
+        if not actions.do_count_password_reset_request(email, client_address(self.request)):
+            form.add_error(None, _("Too many password reset requests. Please wait an hour and try again."))
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        actions.do_request_password_reset(email)
+        return HttpResponseRedirect(self.get_success_url())
+
+    def form_invalid(self, form):
+        return self.render_to_response(self.get_context_data(form=form), status=400)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    success_url = reverse_lazy("accounts:password_reset_complete")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        actions.do_record_password_change(form.user)
         return response
 
 
