@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from django_tenants.utils import schema_exists
 
 from tenants.context import forget_cached_hosts, tenant_scope
-from tenants.models import Domain, Tenant, schema_name_validator
+from tenants.models import Domain, Tenant, normalise_host_name, schema_name_validator, validate_host_name
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +26,16 @@ class ProvisionedTenant:
     admin_one_time_password: str
 
 
+def default_domain(schema_name: str) -> str:
+    """The host a new tenant gets when none is given (underscores are not allowed in host names)."""
+    from django.conf import settings
+
+    return f"{schema_name.replace('_', '-')}.{settings.TENANT_BASE_DOMAIN}"
+
+
 def check_new_tenant(*, schema_name: str, domain: str, **fields) -> Tenant:
-    """Validate a tenant that does not exist yet; raise ValidationError naming each field."""
+    """Validate a tenant that does not exist yet; raise ValidationError naming each field.
+    The domain is checked lower-cased (as do_provision_tenant stores it)."""
     tenant = Tenant(schema_name=schema_name, **fields)
     errors: dict[str, list[str]] = {}
     try:
@@ -45,9 +53,9 @@ def check_new_tenant(*, schema_name: str, domain: str, **fields) -> Tenant:
         errors.setdefault("schema_name", []).append(_("This schema name is reserved."))
     elif Tenant.objects.filter(schema_name=schema_name).exists() or schema_exists(schema_name):
         errors.setdefault("schema_name", []).append(_("A tenant with this schema name already exists."))
-    domain_field = Domain._meta.get_field("domain")
+    domain = normalise_host_name(domain)
     try:
-        domain_field.clean(domain, None)
+        validate_host_name(domain)
     except ValidationError as exc:
         errors.setdefault("domain", []).extend(exc.messages)
     if Domain.objects.filter(domain=domain).exists():
@@ -77,6 +85,7 @@ def do_provision_tenant(
     from tenants.accounts.models import User
 
     connection.set_schema_to_public()
+    domain = normalise_host_name(domain)
     tenant = check_new_tenant(
         schema_name=schema_name, domain=domain, name=name, kind=kind,
         prefecture=prefecture, local_government_code=local_government_code,
@@ -108,18 +117,28 @@ def do_provision_tenant(
 
 
 def do_deactivate_tenant(tenant: Tenant) -> bool:
-    """Stop serving a tenant: its hosts answer 404, its sessions end, its tasks stop.
+    """Stop serving a tenant: its hosts answer 404 (in every process within a second:
+    tenants.context), its sessions and API tokens end, its live connections close, its
+    tasks stop.
 
     The schema and its data are kept. Returns False if it was already inactive.
     """
-    changed = Tenant.objects.filter(pk=tenant.pk, is_active=True).update(
-        is_active=False, deactivated_at=timezone.now()
-    )
-    if changed:
-        from django.contrib.sessions.models import Session
+    from django.contrib.sessions.models import Session
 
-        with tenant_scope(tenant.schema_name):
-            Session.objects.all().delete()
+    from tenants.accounts.models import ApiToken
+    from tenants.accounts.signals import tenant_deactivated
+
+    with transaction.atomic():
+        changed = Tenant.objects.filter(pk=tenant.pk, is_active=True).update(
+            is_active=False, deactivated_at=timezone.now()
+        )
+        if changed:
+            with tenant_scope(tenant.schema_name):
+                Session.objects.all().delete()
+                ApiToken.objects.all().delete()
+                # Open pages are told at once (their connections close) after commit.
+                tenant_deactivated.send(sender=Tenant, schema_name=tenant.schema_name)
+    if changed:
         forget_cached_hosts()
         logger.info("deactivated tenant %s", tenant.schema_name)
     tenant.refresh_from_db()

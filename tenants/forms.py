@@ -2,7 +2,8 @@ from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
-from tenants.models import PREFECTURES, Tenant
+from tenants.actions import default_domain
+from tenants.models import PREFECTURES, Tenant, normalise_host_name
 
 
 class ProvisionTenantForm(forms.Form):
@@ -19,8 +20,11 @@ class ProvisionTenantForm(forms.Form):
     admin_username = forms.CharField(label=_("First administrator's user name"), max_length=150, initial="admin")
     admin_email = forms.EmailField(label=_("First administrator's email"), required=False)
 
+    def clean_domain(self):
+        return normalise_host_name(self.cleaned_data["domain"])
+
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("schema_name") and not cleaned.get("domain"):
-            cleaned["domain"] = f"{cleaned['schema_name']}.{settings.TENANT_BASE_DOMAIN}"
+            cleaned["domain"] = default_domain(cleaned["schema_name"])
         return cleaned

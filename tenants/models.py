@@ -1,3 +1,5 @@
+import re
+
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -28,6 +30,27 @@ def validate_local_government_code(value: str) -> None:
     total = sum(int(d) * w for d, w in zip(value[:5], (6, 5, 4, 3, 2), strict=True))
     if (11 - total % 11) % 10 != int(value[5]):
         raise ValidationError(_("The check digit of the local government code is wrong."), code="check_digit")
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalise_host_name(value: str) -> str:
+    return value.strip().lower()
+
+
+def validate_host_name(value: str) -> None:
+    """A host name as the Host header carries it once normalised: lowercase ASCII labels
+    of letters, digits and inner hyphens (IDN in its xn-- form), at least two of them, no
+    port, path or final dot, and not an IP address."""
+    labels = value.split(".")
+    if (len(value) > 253 or len(labels) < 2 or not all(_HOST_LABEL.match(label) for label in labels)
+            or labels[-1].isdigit()):
+        raise ValidationError(
+            _("Enter a host name such as mimamori.example.jp: letters, digits, hyphens and dots, "
+              "without a port, a path or a final dot."),
+            code="host_name",
+        )
 
 
 schema_name_validator = RegexValidator(

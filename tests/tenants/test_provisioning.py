@@ -177,3 +177,55 @@ def test_tenant_users_cannot_use_the_operator_console(public_client, staff_a):
     response = public_client.post("/accounts/login/", {"username": "staff-a", "password": PASSWORD})
     assert response.status_code == HTTPStatus.OK  # unknown on the public host: same error
     assert public_client.get("/").status_code == HTTPStatus.FOUND
+
+
+HOST_NAME_MESSAGE = ("Enter a host name such as mimamori.example.jp: letters, digits, hyphens and dots, "
+                     "without a port, a path or a final dot.")
+
+
+@pytest.mark.parametrize("domain", [
+    "fukuchiyama.mimamori.test:8000", "fukuchiyama.mimamori.test/admin", "fukuchiyama.mimamori.test.",
+    "-fukuchiyama.mimamori.test", "fuku..mimamori.test", "fuku_chiyama.mimamori.test", "fukuchiyama",
+    "福知山.mimamori.test", "192.168.0.1", "fuku chiyama.mimamori.test", "",
+])
+def test_provisioning_refuses_a_domain_that_is_not_a_host_name(db, domain):
+    before = counts()
+    with pytest.raises(ValidationError) as excinfo:
+        do_provision_tenant(**{**NEW, "domain": domain})
+    assert excinfo.value.message_dict["domain"] == [HOST_NAME_MESSAGE]
+    assert counts() == before
+
+
+def test_provisioning_stores_the_domain_lower_cased_and_serves_it(db):
+    result = do_provision_tenant(**{**NEW, "domain": " Fukuchiyama.Mimamori.TEST "})
+    assert result.domain == "fukuchiyama.mimamori.test"
+    assert list(Domain.objects.filter(tenant=result.tenant).values_list("domain", flat=True)) == [
+        "fukuchiyama.mimamori.test"]
+    assert TenantClient("FUKUCHIYAMA.mimamori.test").get("/accounts/login/").status_code == HTTPStatus.OK
+    with pytest.raises(ValidationError) as excinfo:
+        do_provision_tenant(**{**NEW, "schema_name": "other", "domain": "FUKUCHIYAMA.mimamori.test"})
+    assert excinfo.value.message_dict["domain"] == ["This domain already serves another tenant."]
+
+
+def test_console_refuses_a_bad_domain_with_400_in_japanese_and_english(public_client, operator):
+    public_client.sign_in("operator")
+    japanese = TenantClient(public_client.host, language="ja")
+    japanese.cookies = public_client.cookies
+    before = counts()
+    data = {**NEW, "domain": "fukuchiyama.mimamori.test:8000", "admin_username": "admin"}
+    response = public_client.post("/", data)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert HOST_NAME_MESSAGE in response.content.decode()
+    response = japanese.post("/", data)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "ホスト名を入力してください" in response.content.decode()
+    assert counts() == before
+
+
+def test_console_gives_a_schema_with_underscores_a_valid_default_host(public_client, operator, settings):
+    settings.TENANT_BASE_DOMAIN = "mimamori.test"
+    public_client.sign_in("operator")
+    response = public_client.post("/", {**NEW, "schema_name": "minami_yamashiro", "domain": "",
+                                        "admin_username": "admin"})
+    assert response.status_code == HTTPStatus.OK
+    assert Domain.objects.filter(domain="minami-yamashiro.mimamori.test").exists()

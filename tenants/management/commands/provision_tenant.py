@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from tenants.actions import do_provision_tenant
+from tenants.actions import default_domain, do_provision_tenant
 from tenants.models import Tenant
 
 
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         try:
             result = do_provision_tenant(
                 schema_name=opts["schema_name"],
-                domain=opts["domain"] or f"{opts['schema_name']}.{settings.TENANT_BASE_DOMAIN}",
+                domain=opts["domain"] or default_domain(opts["schema_name"]),
                 name=opts["name"], kind=opts["kind"], prefecture=opts["prefecture"],
                 local_government_code=opts["code"],
                 admin_username=opts["admin_username"], admin_email=opts["admin_email"],
