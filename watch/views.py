@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponse, HttpResponseNotFound
+from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseNotFound
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -219,10 +219,14 @@ NOT_FOUND = "not found\n"
 @csrf_exempt
 @require_http_methods(["GET", "POST", "HEAD"])
 def device_ping(request, token: str, signal: str = actions.DeviceSignal.HEARTBEAT):
-    """Dead-man's-switch style: GET or POST /ping/<token>[/<signal>]. A wrong or revoked
-    token gets the same 404 as an unknown one; more than one signal a second gets 429."""
+    """Dead-man's-switch style: GET, HEAD or POST /ping/<token>[/heartbeat] is a heartbeat;
+    the signals a person's press or the device's report makes ("ok", "call", "battery")
+    need POST, so that a link preview's GET or HEAD records nothing (405). A wrong or
+    revoked token gets the same 404 as an unknown one; more than one signal a second gets 429."""
     if signal not in actions.DeviceSignal.ALL:
         return HttpResponseNotFound(NOT_FOUND, content_type="text/plain")
+    if signal != actions.DeviceSignal.HEARTBEAT and request.method != "POST":
+        return HttpResponseNotAllowed(["POST"], _("this signal needs POST\n"), content_type="text/plain")
     device = (Device.objects.select_related("resident__area")
               .filter(token_hash=hash_token(token), revoked_at=None).first())
     if device is None:

@@ -85,7 +85,7 @@ def test_wrong_revoked_or_foreign_token_gets_the_same_404(client_a, staff_a, han
 def test_signals_faster_than_once_a_second_are_throttled(client_a, staff_a, hanako):
     _device_obj, token = _device(hanako, staff_a)
     assert client_a.get(f"/ping/{token}").status_code == HTTPStatus.OK
-    assert client_a.get(f"/ping/{token}/ok").status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert client_a.post(f"/ping/{token}/ok").status_code == HTTPStatus.TOO_MANY_REQUESTS
     with tenant_scope("tenant_a"):
         assert not ContactLog.objects.filter(resident=hanako).exists()
 
@@ -93,3 +93,42 @@ def test_signals_faster_than_once_a_second_are_throttled(client_a, staff_a, hana
 def test_unknown_signal_is_404(client_a, staff_a, hanako):
     _device_obj, token = _device(hanako, staff_a)
     assert client_a.get(f"/ping/{token}/explode").status_code == HTTPStatus.NOT_FOUND
+
+
+def test_get_or_head_of_an_ok_call_or_battery_signal_answers_405_and_records_nothing(client_a, staff_a, hanako):
+    device, token = _device(hanako, staff_a)
+    calls = []
+    attention_requested.connect(lambda **kw: calls.append(kw["cause"]), weak=False, dispatch_uid="t")
+    try:
+        for signal in ("ok", "call", "battery"):
+            for method in (client_a.get, client_a.head):
+                response = method(f"/ping/{token}/{signal}")
+                assert response.status_code == HTTPStatus.METHOD_NOT_ALLOWED
+                assert response["Allow"] == "POST"
+    finally:
+        attention_requested.disconnect(dispatch_uid="t")
+    assert calls == []
+    with tenant_scope("tenant_a"):
+        device.refresh_from_db()
+        assert device.last_signal_at is None
+        assert not ContactLog.objects.filter(resident=hanako).exists()
+
+
+def test_get_head_and_post_of_the_ping_url_and_of_heartbeat_stay_heartbeats(client_a, staff_a, hanako):
+    device, token = _device(hanako, staff_a)
+    for method in ("get", "head", "post"):
+        for path in (f"/ping/{token}", f"/ping/{token}/heartbeat"):
+            with tenant_scope("tenant_a"):
+                Device.objects.filter(pk=device.pk).update(last_signal_at=None)
+            assert getattr(client_a, method)(path).status_code == HTTPStatus.OK, (method, path)
+            with tenant_scope("tenant_a"):
+                assert Device.objects.get(pk=device.pk).last_signal_at is not None
+    with tenant_scope("tenant_a"):
+        assert not ContactLog.objects.filter(resident=hanako).exists()
+
+
+def test_a_press_signal_posted_to_another_tenants_host_gets_404(client_b, staff_a, hanako):
+    _device_obj, token = _device(hanako, staff_a)
+    assert client_b.post(f"/ping/{token}/call").status_code == HTTPStatus.NOT_FOUND
+    with tenant_scope("tenant_a"):
+        assert not ContactLog.objects.filter(resident=hanako).exists()
