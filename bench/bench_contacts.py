@@ -1,9 +1,11 @@
-"""Contact logging through the HTTP API: volunteers POST /api/v1/contacts/ with token auth (uvicorn, 2 workers).
+"""Check-ins as the volunteers' phone page sends them (watch/static/watch/checkin.js):
+POST /api/v1/contacts/ with the signed-in session's cookie, the CSRF cookie and header,
+and the page's Origin (uvicorn, 2 workers).
 
 One tenant with 1,000 residents and 50 volunteers, each assigned 20 residents who gave
-consent to share with volunteers; each volunteer has an API token. Every request posts a
-visit with outcome "fine" and a fresh idempotency key for a resident the volunteer can
-see. Measures the closed-loop maximum and the open-loop latency at 250 requests/s, then
+consent to share with volunteers; each volunteer has a signed-in session. Every request
+posts a visit with outcome "fine" and a fresh idempotency key for a resident the
+volunteer can see. Measures the closed-loop maximum and the open-loop latency at 250 requests/s, then
 checks that the ContactLog rows created equal the 201 responses (nothing lost or doubled).
 """
 import os
@@ -32,15 +34,13 @@ RATE_SECONDS = 20
 
 def _seed() -> list[Req]:
     """Get-or-create the tenant and its people; the request list, one per (volunteer, resident)."""
-    from rest_framework.authtoken.models import Token
-
     from tenants.accounts.models import User
     from tenants.context import tenant_scope
     from watch.actions import do_assign, do_create_area, do_create_resident, do_record_consent
     from watch.models import Area, Assignment, Resident
 
     if harness.tenant_to_seed(SCHEMA, lambda: Resident.objects.count() == RESIDENTS
-                              and Assignment.objects.count() == RESIDENTS and Token.objects.count() == VOLUNTEERS):
+                              and Assignment.objects.count() == RESIDENTS):
         started = time.perf_counter()
         with tenant_scope(SCHEMA):
             admin = User.objects.get(username="admin")
@@ -48,7 +48,6 @@ def _seed() -> list[Req]:
             for v in range(VOLUNTEERS):
                 volunteer = User.objects.create_user(username=f"volunteer{v:02d}", password=None,
                                                      role=User.Role.VOLUNTEER, display_name=f"Volunteer {v}")
-                Token.objects.create(user=volunteer)
                 for j in range(PER_VOLUNTEER):
                     resident = do_create_resident(area=area, name=f"Resident {v:02d}-{j:02d}")
                     do_record_consent(actor=admin, resident=resident, status=Resident.Consent.GIVEN,
@@ -61,14 +60,32 @@ def _seed() -> list[Req]:
         for user_id, resident_id in (Assignment.objects.filter(user__role=User.Role.VOLUNTEER)
                                      .order_by("user_id", "resident_id").values_list("user_id", "resident_id")):
             pairs.setdefault(user_id, []).append(resident_id)
-        keys = dict(Token.objects.values_list("user_id", "key"))
+        headers = {user.pk: _page_headers(user) for user in User.objects.filter(pk__in=pairs)}
     # Interleaved: consecutive requests come from different volunteers about different residents.
     requests = []
     for j in range(PER_VOLUNTEER):
         for user_id in sorted(pairs):
-            requests.append(Req("POST", "/api/v1/contacts/", headers={"Authorization": f"Token {keys[user_id]}"},
+            requests.append(Req("POST", "/api/v1/contacts/", headers=headers[user_id],
                                 json={"resident": pairs[user_id][j], "channel": "visit", "outcome": "fine"}))
     return requests
+
+
+def _page_headers(user) -> dict[str, str]:
+    """What the phone page sends: a session signed in as django.contrib.auth.login makes
+    it (bound to the tenant's schema), its CSRF cookie and header, and the page's Origin."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.middleware.csrf import _get_new_csrf_string
+
+    session = SessionStore()
+    session.update({SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: settings.AUTHENTICATION_BACKENDS[0],
+                    HASH_SESSION_KEY: user.get_session_auth_hash(), "schema": SCHEMA})
+    session.set_expiry(24 * 60 * 60)
+    session.create()
+    csrf = _get_new_csrf_string()
+    return {"Cookie": f"{settings.SESSION_COOKIE_NAME}={session.session_key}; {settings.CSRF_COOKIE_NAME}={csrf}",
+            "X-CSRFToken": csrf, "Origin": f"http://{harness.tenant_domain(SCHEMA)}"}
 
 
 def _contact_keys_since(since) -> list[str]:

@@ -56,10 +56,19 @@ def get_preference_for_user(user) -> ChannelPreference:
     return ChannelPreference.objects.filter(user=user).first() or ChannelPreference(user=user)
 
 
-def failed_notifications() -> QuerySet[Notification]:
-    """Notifications that failed for good, newest failure first (staff only: the view checks)."""
-    return (Notification.objects.filter(state=Notification.State.FAILED)
-            .select_related("recipient").prefetch_related("attempts").order_by("-failed_at", "-pk"))
+# Apps to the right register functions (user, notifications) -> the notifications whose
+# subject (a resident) the user may see; this app knows no residents.
+subject_filters: list = []
+
+
+def failed_notifications_for_user(user) -> QuerySet[Notification]:
+    """Notifications that failed for good, newest failure first, of those whose subject
+    the user may see (staff only: the view checks the role)."""
+    notifications = (Notification.objects.filter(state=Notification.State.FAILED)
+                     .select_related("recipient").prefetch_related("attempts").order_by("-failed_at", "-pk"))
+    for keep_visible in subject_filters:
+        notifications = keep_visible(user, notifications)
+    return notifications
 
 
 # Notifying ----------------------------------------------------------------------------
@@ -275,7 +284,6 @@ def do_receive_reply(*, user, channel: str, event_id: str, text: str = "",
         answers = reply_received.send(sender=do_receive_reply, user=user, channel=channel, text=text,
                                       event_id=event_id, notification=notification)
     return next((answer for _receiver, answer in answers if answer), None)
-
 
 
 

@@ -155,7 +155,8 @@ def failed(request):
     """Staff: notifications that every channel failed to deliver, with their attempts."""
     if request.user.role not in STAFF_ROLES:
         raise PermissionDenied
-    page = Paginator(actions.failed_notifications(), PAGE_SIZE).get_page(request.GET.get("page"))
+    failed = actions.failed_notifications_for_user(request.user)
+    page = Paginator(failed, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "notifications/failed.html", {"page": page})
 
 

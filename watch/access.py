@@ -69,6 +69,11 @@ def can_see_sensitive(user) -> bool:
 can_see_notes = can_see_sensitive
 
 
+def note_visible_to(user, author_id: int | None) -> bool:
+    """A note of a contact or a concern: those who see sensitive data, and its own author."""
+    return can_see_notes(user) or (author_id is not None and author_id == getattr(user, "pk", None))
+
+
 def disaster_sharing_active() -> bool:
     return DisasterSharing.objects.filter(ended_at=None).exists()
 
@@ -152,6 +157,12 @@ def get_resident_for_user(user, resident_id) -> Resident:
         return residents_for_user(user).select_related("area").get(pk=int(resident_id))
     except (Resident.DoesNotExist, ValueError, TypeError, OverflowError) as exc:
         raise Http404 from exc
+
+
+def notifications_about_visible_residents(user, notifications):
+    """Of `notifications`, those about no resident or about one the user may see."""
+    return notifications.filter(Q(subject_resident__isnull=True)
+                                | Q(subject_resident__in=residents_for_user(user).values("pk")))
 
 
 def areas_for_user(user) -> QuerySet[Area]:

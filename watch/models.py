@@ -295,6 +295,15 @@ class Rhythm(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.OK)
     overdue_since = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        indexes = [
+            # Detection reads only rhythms that are due: its cost follows the overdue count.
+            models.Index(fields=["alert_at"], condition=Q(state="ok"), name="rhythm_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.resident_id} {self.channel or 'any'} every {self.interval}"
+
     # A rhythm with no channel is satisfied by a contact on any channel.
     ANY_CHANNEL = ""
 
@@ -306,12 +315,3 @@ class Rhythm(models.Model):
     # The same formula in SQL, for the edge's statements: {last} a timestamp expression,
     # {rhythm} the rhythm table's alias. tests/watch/test_edge.py compares the two.
     ALERT_TIME_SQL = '({last}) + {rhythm}."interval" + {rhythm}.grace'
-
-    class Meta:
-        indexes = [
-            # Detection reads only rhythms that are due: its cost follows the overdue count.
-            models.Index(fields=["alert_at"], condition=Q(state="ok"), name="rhythm_due"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.resident_id} {self.channel or 'any'} every {self.interval}"

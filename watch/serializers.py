@@ -3,7 +3,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework import serializers
 
-from watch.access import can_see_sensitive
+from watch.access import can_see_sensitive, note_visible_to
 from watch.actions import check_contact_input
 from watch.models import Area, Channel, ContactLog, Device, EmergencyContact, Outcome, Resident, Rhythm
 
@@ -105,8 +105,7 @@ class ContactSerializer(serializers.ModelSerializer):
     def to_representation(self, contact):
         data = super().to_representation(contact)
         user = self.context["request"].user
-        # Notes can hold anything; others' notes only for the roles that see sensitive data.
-        if not can_see_sensitive(user) and contact.logged_by_id != user.pk:
+        if not note_visible_to(user, contact.logged_by_id):
             data["note"] = ""
         return data
 
