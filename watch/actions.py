@@ -5,7 +5,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -14,16 +14,18 @@ from django.utils.translation import gettext as _
 from notifications.events import send_event_on_commit
 from tenants.accounts.models import User, hash_token
 from tenants.wakeups import do_lower_wakeup, do_set_wakeup
-from watch.access import oversees_whole_tenant, resident_audience
+from watch.access import LENSES, oversees_whole_tenant, resident_audience
 from watch.models import (
     SIGN_OF_LIFE,
     Area,
+    AreaMembership,
     Assignment,
     Channel,
     ConsentRecord,
     ContactLog,
     Device,
     DisasterSharing,
+    EmergencyContact,
     Outcome,
     Resident,
     Rhythm,
@@ -101,8 +103,6 @@ def do_record_consent(*, actor: User | None, resident: Resident, status: str, sh
 
 
 def check_can_manage_residents(actor: User) -> None:
-    from django.core.exceptions import PermissionDenied
-
     if actor.role not in {User.Role.ADMIN, User.Role.MUNICIPAL_STAFF, User.Role.CASE_WORKER}:
         raise PermissionDenied(_("Only staff and case workers can change residents and their teams."))
 
@@ -168,8 +168,6 @@ def do_unassign(*, actor: User, resident: Resident, user: User) -> bool:
 
 def check_can_switch_disaster_sharing(actor: User) -> None:
     """Disaster sharing applies to the whole tenant: only those who oversee all of it switch it."""
-    from django.core.exceptions import PermissionDenied
-
     if not oversees_whole_tenant(actor):
         raise PermissionDenied(_("Only the administrator and staff who oversee the whole municipality can switch "
                                  "disaster sharing."))
@@ -451,19 +449,12 @@ def do_mark_overdue(now: datetime | None = None) -> list[int]:
 def check_can_manage_areas(actor: User | None) -> None:
     """Memberships change who sees whom: only those who oversee the whole tenant change them
     (actor None: the platform's own commands)."""
-    from django.core.exceptions import PermissionDenied
-
-    from watch.access import oversees_whole_tenant
-
     if actor is not None and not oversees_whole_tenant(actor):
         raise PermissionDenied(_("Only those who oversee the whole tenant can attach people to areas."))
 
 
-def do_attach_to_area(*, actor: User | None, user: User, area: Area) -> "AreaMembership":  # noqa: F821
+def do_attach_to_area(*, actor: User | None, user: User, area: Area) -> AreaMembership:
     """Attach `user` to `area` (idempotent). Only roles that see by area can be attached."""
-    from watch.access import LENSES
-    from watch.models import AreaMembership
-
     check_can_manage_areas(actor)
     lens = LENSES.get(user.role)
     if lens is None or not lens.areas:
@@ -475,18 +466,14 @@ def do_attach_to_area(*, actor: User | None, user: User, area: Area) -> "AreaMem
 
 def do_detach_from_area(*, actor: User | None, user: User, area: Area) -> bool:
     """Undo do_attach_to_area; False when `user` was not attached."""
-    from watch.models import AreaMembership
-
     check_can_manage_areas(actor)
     return AreaMembership.objects.filter(user=user, area=area).delete()[0] > 0
 
 
 # Emergency contacts.
 def do_add_emergency_contact(*, actor: User | None, resident: Resident, name: str, relation: str = "",
-                             phone: str = "") -> "EmergencyContact":  # noqa: F821
+                             phone: str = "") -> EmergencyContact:
     """Add one emergency contact to `resident` (checked against the model's limits)."""
-    from watch.models import EmergencyContact
-
     if actor is not None:
         check_can_manage_residents(actor)
     contact = EmergencyContact(resident=resident, name=name, relation=relation, phone=phone)
