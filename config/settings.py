@@ -45,8 +45,6 @@ TENANT_APPS = [
     "django.contrib.auth",
     "django.contrib.sessions",
     "tenants.accounts",
-    # Only watch/edge.py still reads its table; API tokens are tenants.accounts.ApiToken.
-    "rest_framework.authtoken",
     "notifications",
     "watch",
     "outreach",

@@ -15,13 +15,45 @@ from django_tenants.utils import get_public_schema_name, schema_context
 # The schema the current request, task or consumer works for; read by the log filter.
 current_schema: ContextVar[str | None] = ContextVar("current_schema", default=None)
 
-# Every process caches host lookups briefly: a deactivated tenant stops being served
-# within this TTL everywhere. Bounded, whatever Host headers arrive (unknown hosts are
-# cached too, as None); the least recently used host goes first.
-_HOST_CACHE_TTL = 1.0
-_HOST_CACHE_SIZE = 1_000
-_host_cache: OrderedDict[str, tuple[float, object | None]] = OrderedDict()
-_host_cache_lock = threading.Lock()
+class HostCache:
+    """What each host name resolves to, cached briefly in this process: a deactivated
+    tenant stops being served within `ttl` everywhere. Bounded, whatever Host headers
+    arrive (unknown hosts are cached too, as None); the least recently used goes first.
+    Used by Django's path (get_tenant_for_host) and the edge's (watch.edge)."""
+
+    TTL = 1.0
+    SIZE = 1_000
+    MISSING = object()
+
+    def __init__(self):
+        self._entries: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, host: str):
+        """The cached value, or HostCache.MISSING when there is none (or it is too old)."""
+        with self._lock:
+            cached = self._entries.get(host)
+            if cached is None or cached[0] <= time.monotonic():
+                return self.MISSING
+            self._entries.move_to_end(host)
+            return cached[1]
+
+    def put(self, host: str, value) -> None:
+        with self._lock:
+            self._entries[host] = (time.monotonic() + self.TTL, value)
+            self._entries.move_to_end(host)
+            while len(self._entries) > self.SIZE:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_host_cache = HostCache()
 
 
 @contextlib.contextmanager
@@ -41,12 +73,9 @@ def get_tenant_for_host(hostname: str):
 
     Must be called outside any tenant scope's queries; it switches to the public schema.
     """
-    now = time.monotonic()
-    with _host_cache_lock:
-        cached = _host_cache.get(hostname)
-        if cached and cached[0] > now:
-            _host_cache.move_to_end(hostname)
-            return cached[1]
+    cached = _host_cache.get(hostname)
+    if cached is not HostCache.MISSING:
+        return cached
     from tenants.models import Domain
 
     connection.set_schema_to_public()
@@ -57,18 +86,13 @@ def get_tenant_for_host(hostname: str):
         .first()
     )
     tenant = domain.tenant if domain else None
-    with _host_cache_lock:
-        _host_cache[hostname] = (now + _HOST_CACHE_TTL, tenant)
-        _host_cache.move_to_end(hostname)
-        while len(_host_cache) > _HOST_CACHE_SIZE:
-            _host_cache.popitem(last=False)
+    _host_cache.put(hostname, tenant)
     return tenant
 
 
 def forget_cached_hosts() -> None:
     """Drop this process's host cache (after a tenant or domain changes)."""
-    with _host_cache_lock:
-        _host_cache.clear()
+    _host_cache.clear()
 
 
 def is_public(tenant) -> bool:

@@ -21,7 +21,6 @@ import functools
 import json
 import logging
 import re
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,11 +38,10 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
-from rest_framework.authtoken.models import Token
 
 from notifications import events
-from tenants.accounts.models import User, hash_token
-from tenants.context import tenant_scope
+from tenants.accounts.models import ApiToken, User, hash_token
+from tenants.context import HostCache, tenant_scope
 from tenants.models import Domain, Tenant, Wakeup
 from watch.access import ASSOCIATION, LENSES, VOLUNTEERS, audience_for, passes_filters
 from watch.actions import DEVICE_MIN_GAP, NOTE_MAX, OVERDUE, occurred_in_window, resident_event
@@ -63,7 +61,6 @@ from watch.models import (
 logger = logging.getLogger(__name__)
 
 PING_PATH = re.compile(r"^/ping/(?P<token>[A-Za-z0-9_-]{16,64})(?:/heartbeat)?$")
-HOST_TTL = 10.0
 CONTACTS_PATH = "/api/v1/contacts/"
 CONTACT_FIELDS = {"resident", "channel", "outcome", "note", "idempotency_key", "occurred_at"}
 TOKEN_SHAPE = re.compile(r"^[0-9a-f]{40}$")
@@ -93,7 +90,7 @@ SELECT r.status, r.consent, r.consent_share_with_volunteers, r.consent_share_wit
                                          u.must_change_password))
         FROM {assignment} s JOIN {user} u ON u.id = s.user_id WHERE s.resident_id = r.id AND u.is_active),
        (SELECT session_data FROM {session} WHERE session_key = %(session)s AND expire_date > now()),
-       (SELECT user_id FROM {token} WHERE key = %(token)s)
+       (SELECT user_id FROM {token} WHERE key_hash = %(token)s AND expires_at > now())
 FROM {resident} r JOIN {area} a ON a.id = r.area_id
 WHERE r.id = %(resident)s
 """
@@ -186,7 +183,7 @@ class Edge:
         self.pool_size = pool_size or int(getattr(settings, "PING_POOL_SIZE", 8))
         self.pool: AsyncConnectionPool | None = None
         self.pool_loop = None
-        self.hosts: dict[str, tuple[float, str | None]] = {}
+        self.hosts = HostCache()
         self.heartbeats: _HeartbeatBatches | None = None
 
     async def __call__(self, scope, receive, send):
@@ -233,16 +230,15 @@ class Edge:
             if key == b"host":
                 host = value.decode("latin1").rsplit(":", 1)[0] if not value.startswith(b"[") else ""
                 break
-        now = time.monotonic()
         cached = self.hosts.get(host)
-        if cached and cached[0] > now:
-            return cached[1]
+        if cached is not HostCache.MISSING:
+            return cached
         async with (await self._pool()).connection() as conn:
             query = sql.SQL(_HOST).format(domain=sql.Identifier(Domain._meta.db_table),
                                           tenant=sql.Identifier(Tenant._meta.db_table))
             row = await (await conn.execute(query, {"host": host})).fetchone()
         schema = row[0] if row else None
-        self.hosts[host] = (now + HOST_TTL, schema)
+        self.hosts.put(host, schema)
         return schema
 
     async def contact(self, scope, receive, send):
@@ -301,7 +297,7 @@ class Edge:
         return sql.SQL(template).format(
             device=table(Device), rhythm=table(Rhythm), resident=table(Resident), area=table(Area),
             assignment=table(Assignment), disaster=table(DisasterSharing), contact=table(ContactLog),
-            token=table(Token), user=table(User), session=table(Session),
+            token=table(ApiToken), user=table(User), session=table(Session),
             alert_at=alert_at("GREATEST(COALESCE(r.last_contact_at, %(at)s), %(at)s)", "r"),
             heartbeat_alert_at=alert_at("now()", "rh"),
         ).as_string()
@@ -467,7 +463,9 @@ def _credentials(scope) -> dict | None:
     if "authorization" in (k.decode() for k in headers):
         scheme, _, token = headers[b"authorization"].partition(" ")
         token = token.strip()
-        return {"token": token, "session": None} if scheme == "Token" and TOKEN_SHAPE.match(token) else None
+        if scheme != "Token" or not TOKEN_SHAPE.match(token):
+            return None
+        return {"token": hash_token(token), "session": None}
     cookies = SimpleCookie()
     try:
         cookies.load(headers.get(b"cookie", ""))

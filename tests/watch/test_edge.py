@@ -179,8 +179,7 @@ def post_json(url: str, data: dict, token: str | None) -> tuple[int, dict]:
 
 def round_setup():
     """A volunteer with one assigned, consenting resident; another resident not theirs."""
-    from rest_framework.authtoken.models import Token
-
+    from tenants.accounts.actions import do_issue_api_token
     from watch.models import Assignment
 
     volunteer = make_user("tenant_a", "kazuko", User.Role.VOLUNTEER)
@@ -190,7 +189,7 @@ def round_setup():
         mine = make_resident(area, "山田 花子")
         other = make_resident(area, "髙橋 茂")
         Assignment.objects.create(resident=mine, user=volunteer)
-        tokens = {u.username: Token.objects.create(user=u).key for u in (volunteer, staff)}
+        tokens = {u.username: do_issue_api_token(u) for u in (volunteer, staff)}
     return volunteer, mine, other, tokens
 
 
