@@ -103,6 +103,9 @@ class SecurityHeaders:
                                                   *((n, v) for n, v in extra if n not in present)]}
             await send(message)
 
+        # Behind a TLS proxy the scope says http: what is inside (the edge's origin check
+        # too) sees the scheme the client used, by Django's own rule.
+        scope = {**scope, "scheme": "https"} if secure and scope.get("scheme") != "https" else scope
         return await self.app(scope, receive, send_with_headers)
 
 

@@ -253,7 +253,6 @@ TIME_ZONE = "Asia/Tokyo"
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "config" / "static"]
 # With DJANGO_STATIC_MANIFEST=1 (containers run collectstatic at build time) static files
 # are served hashed and compressed from STATIC_ROOT; otherwise straight from the source.
 STATIC_MANIFEST = env.get_bool("DJANGO_STATIC_MANIFEST", False)

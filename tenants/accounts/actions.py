@@ -172,6 +172,16 @@ def do_accept_invitation(*, token: str, username: str, password: str) -> User:
     return user
 
 
+def do_mark_invitation_sent(invitation_id: int) -> bool:
+    """Record that the invitation's mail went out (once: False if it was already marked)."""
+    return bool(Invitation.objects.filter(pk=invitation_id, sent_at=None).update(sent_at=timezone.now()))
+
+
+def do_clear_expired_sessions() -> int:
+    deleted, _count = Session.objects.filter(expire_date__lt=timezone.now()).delete()
+    return deleted
+
+
 def do_revoke_invitation(*, actor: User, invitation: Invitation) -> bool:
     check_can_manage_users(actor)
     return bool(
@@ -205,12 +215,14 @@ def _end_sessions_of(user_id: int) -> None:
     Session.objects.filter(pk__in=doomed).delete()
 
 
-def do_create_user(*, username: str, password: str, role: str, display_name: str = "", email: str = "") -> User:
-    """Create an account directly (operators, demo data). Operators only in the public schema."""
+def do_create_user(*, username: str, password: str, role: str, display_name: str = "", email: str = "",
+                   must_change_password: bool = False) -> User:
+    """Create an account directly (operators, demo data). Operators only in the public schema.
+    With must_change_password, the password is a one-time one: a new one is chosen at first sign-in."""
     is_public = connection.schema_name == "public"
     if (role == User.Role.OPERATOR) != is_public:
         raise ValidationError(_("Operators live only in the public schema, tenant roles only in tenants."))
     return User.objects.create_user(
         username=username, password=password, role=role, email=email,
-        display_name=display_name or username,
+        display_name=display_name or username, must_change_password=must_change_password,
     )

@@ -2,16 +2,16 @@ import logging
 
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
-from django.contrib.sessions.models import Session
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import connection
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from tenants.accounts.actions import do_clear_expired_sessions, do_mark_invitation_sent
 from tenants.accounts.models import Invitation, User
 from tenants.context import absolute_url, primary_domain
 from tenants.models import Tenant
@@ -32,7 +32,7 @@ def send_invitation_email(invitation_id: int, accept_url: str) -> bool:
         subject = render_to_string("accounts/invitation_subject.txt", context).strip()
         body = render_to_string("accounts/invitation_email.txt", context)
     send_mail(subject, body, None, [invitation.email])
-    Invitation.objects.filter(pk=invitation_id, sent_at=None).update(sent_at=timezone.now())
+    do_mark_invitation_sent(invitation_id)
     logger.info("invitation %s sent", invitation_id)
     return True
 
@@ -66,5 +66,4 @@ def send_password_reset_email(user_id: int, request_id: str) -> bool:
 
 @tenant_task
 def clear_expired_sessions() -> int:
-    deleted, _ = Session.objects.filter(expire_date__lt=timezone.now()).delete()
-    return deleted
+    return do_clear_expired_sessions()

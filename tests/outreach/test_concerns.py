@@ -225,7 +225,8 @@ def test_events_after_an_id_replay_what_a_client_missed(team, hanako, client_a, 
     assert client_b.get("/outreach/events/?after=0").json()["events"] == []
 
 
-def test_reply_in_line_acknowledges_the_latest_concern(team, hanako, django_capture_on_commit_callbacks):
+def test_a_whole_acknowledging_reply_in_line_acknowledges_the_one_concern_awaiting_it(
+        team, hanako, django_capture_on_commit_callbacks):
     from notifications.hooks import reply_received
 
     with django_capture_on_commit_callbacks(execute=True):

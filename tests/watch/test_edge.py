@@ -281,14 +281,14 @@ def session_of(username: str, host: str = HOST_A) -> dict:
 
 
 def post_from_page(url: str, data: dict, page: dict, *, origin: str | None = None,
-                   csrf: str | None = None) -> tuple[int, dict]:
+                   csrf: str | None = None, extra: dict | None = None) -> tuple[int, dict]:
     """POST as checkin.js does: the session cookie, the CSRF cookie and header, the Origin."""
     import json
 
     host, path = url.split("/", 3)[2], "/" + url.split("/", 3)[3]
     headers = {"Host": host, "Content-Type": "application/json", "Origin": origin or f"http://{host}",
                "Cookie": f"mimamori_session={page['session']}; mimamori_csrftoken={page['csrf']}",
-               "X-CSRFToken": page["csrf"] if csrf is None else csrf}
+               "X-CSRFToken": page["csrf"] if csrf is None else csrf, **(extra or {})}
     request = urllib.request.Request(f"http://127.0.0.1:{host.split(':')[1]}{path}", method="POST",
                                      data=json.dumps(data).encode(), headers=headers)
     try:
@@ -357,6 +357,23 @@ def test_a_session_check_in_the_edge_cannot_judge_goes_to_django_and_is_refused_
         assert not ContactLog.objects.exists()
     with tenant_scope("tenant_b"):
         assert not ContactLog.objects.exists()
+
+
+def test_behind_a_tls_proxy_the_phone_pages_https_origin_is_judged_at_the_edge(live_server_url, django_calls,
+                                                                               settings):
+    """The proxy says https (X-Forwarded-Proto, trusted as Django trusts it): the page's
+    origin is https://host, and the edge answers as it does on plain http."""
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    volunteer, mine, _other, _tokens = round_setup()
+    page = session_of("kazuko")
+    url = live_server_url(HOST_A) + "/api/v1/contacts/"
+    host = url.split("/", 3)[2]
+    status, body = post_from_page(url, {"resident": mine.pk, "channel": "visit", "outcome": "fine"}, page,
+                                  origin=f"https://{host}", extra={"X-Forwarded-Proto": "https"})
+    assert (status, body["logged_by"], django_calls) == (201, volunteer.pk, [])
+    # The same origin claimed over plain http is another origin: Django refuses it.
+    assert post_from_page(url, {"resident": mine.pk, "channel": "visit", "outcome": "fine"}, page,
+                          origin=f"https://{host}")[0] == 403
 
 
 def test_a_check_in_dated_year_one_is_refused_with_400_on_the_fast_path_and_nothing_is_saved(live_server_url):

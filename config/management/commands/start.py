@@ -33,7 +33,7 @@ class Command(BaseCommand):
         schedule = DATA_DIR / "celerybeat-schedule"  # beside the embedded servers' data (MIMAMORI_DATA_DIR)
         commands = {
             "web": [python, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
-                    "--lifespan", "off", "--no-access-log"],
+                    "--lifespan", "off", "--no-access-log", "--no-proxy-headers"],
             "worker": [python, "-m", "celery", "-A", "config.celery:app", "worker", "-l", "INFO",
                        "--concurrency", "2", "-n", "worker@%h"],
             "beat": [python, "-m", "celery", "-A", "config.celery:app", "beat", "-l", "INFO", "-s", str(schedule)],

@@ -19,6 +19,6 @@ class Command(BaseCommand):
         if User.objects.filter(username=username).exists():
             raise CommandError(f"operator {username!r} already exists")
         password = secrets.token_urlsafe(12)
-        user = do_create_user(username=username, password=password, role=User.Role.OPERATOR, email=email)
-        User.objects.filter(pk=user.pk).update(must_change_password=True)
+        do_create_user(username=username, password=password, role=User.Role.OPERATOR, email=email,
+                       must_change_password=True)
         self.stdout.write(f"Operator {username} created; one-time password: {password}")
