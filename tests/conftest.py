@@ -308,3 +308,20 @@ def live_server_url(committed_db, settings):
         fast_ping.pool = None
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def django_calls(live_server_url):
+    """The paths the edge (watch.edge) handed on to Django during the test: [] means the
+    edge answered everything itself."""
+    from config.asgi import edge
+
+    inner, calls = edge.inner, []
+
+    async def counting(scope, receive, send):
+        calls.append(scope["path"])
+        return await inner(scope, receive, send)
+
+    edge.inner = counting
+    yield calls
+    edge.inner = inner

@@ -30,20 +30,7 @@ def fetch(url: str, headers: dict | None = None):
         connection.close()
 
 
-@pytest.fixture
-def django_calls(live_server_url):
-    """The paths the edge handed on to Django."""
-    from config.asgi import edge
 
-    inner, calls = edge.inner, []
-
-    async def counting(scope, receive, send):
-        calls.append(scope["path"])
-        return await inner(scope, receive, send)
-
-    edge.inner = counting
-    yield calls
-    edge.inner = inner
 
 
 def security_headers(headers) -> dict:

@@ -7,23 +7,7 @@ from django.utils import timezone
 from notifications.models import Notification
 from outreach import actions
 from outreach.models import AckLink, Concern, ConcernEvent, EscalationPolicy, EscalationStep
-from tenants.accounts.models import User
 from tenants.context import tenant_scope
-from tests.conftest import make_user
-from tests.watch.conftest import attach
-
-
-@pytest.fixture
-def team(hanako, volunteer_a, areas_a):
-    """The volunteer is on 花子's team; a case worker is assigned; staff oversee the district."""
-    from watch.models import Assignment
-
-    case_worker = make_user("tenant_a", "cw-a", User.Role.CASE_WORKER)
-    staff = make_user("tenant_a", "area-staff", User.Role.MUNICIPAL_STAFF)
-    attach(staff, areas_a["osumi"])
-    with tenant_scope("tenant_a"):
-        Assignment.objects.create(resident=hanako, user=case_worker)
-    return {"volunteer": volunteer_a, "case_worker": case_worker, "staff": staff}
 
 
 def notified(user) -> list[str]:

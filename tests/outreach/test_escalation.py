@@ -25,18 +25,7 @@ from watch.actions import (
     do_record_device_signal,
     do_register_device,
 )
-from watch.models import Assignment, Rhythm
-
-
-@pytest.fixture
-def team(hanako, volunteer_a, areas_a):
-    """花子's volunteer, her assigned case worker, and staff attached to her district."""
-    case_worker = make_user("tenant_a", "cw-a", User.Role.CASE_WORKER)
-    staff = make_user("tenant_a", "area-staff", User.Role.MUNICIPAL_STAFF)
-    attach(staff, areas_a["osumi"])
-    with tenant_scope("tenant_a"):
-        Assignment.objects.create(resident=hanako, user=case_worker)
-    return {"volunteer": volunteer_a, "case_worker": case_worker, "staff": staff}
+from watch.models import Rhythm
 
 
 def notified(user, schema="tenant_a") -> list[Notification]:

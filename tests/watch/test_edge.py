@@ -161,20 +161,27 @@ def test_one_tenants_failing_heartbeats_do_not_fail_anothers_in_the_same_batch(c
 
 
 # Volunteers' check-ins at the edge.
-def post_json(url: str, data: dict, token: str | None) -> tuple[int, dict]:
+def post(url: str, data: dict, headers: dict) -> tuple[int, dict]:
+    """POST JSON to the live server as `url`'s host; (status, the answer's JSON)."""
     import json
 
     host, path = url.split("/", 3)[2], "/" + url.split("/", 3)[3]
-    headers = {"Host": host, "Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Token {token}"
     request = urllib.request.Request(f"http://127.0.0.1:{host.split(':')[1]}{path}", method="POST",
-                                     data=json.dumps(data).encode(), headers=headers)
+                                     data=json.dumps(data).encode(),
+                                     headers={"Host": host, "Content-Type": "application/json", **headers})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback test server
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body or b"{}")
+        except ValueError:
+            return exc.code, {"body": body.decode(errors="replace")}
+
+
+def post_json(url: str, data: dict, token: str | None) -> tuple[int, dict]:
+    return post(url, data, {"Authorization": f"Token {token}"} if token else {})
 
 
 def round_setup():
@@ -283,38 +290,10 @@ def session_of(username: str, host: str = HOST_A) -> dict:
 def post_from_page(url: str, data: dict, page: dict, *, origin: str | None = None,
                    csrf: str | None = None, extra: dict | None = None) -> tuple[int, dict]:
     """POST as checkin.js does: the session cookie, the CSRF cookie and header, the Origin."""
-    import json
-
-    host, path = url.split("/", 3)[2], "/" + url.split("/", 3)[3]
-    headers = {"Host": host, "Content-Type": "application/json", "Origin": origin or f"http://{host}",
-               "Cookie": f"mimamori_session={page['session']}; mimamori_csrftoken={page['csrf']}",
-               "X-CSRFToken": page["csrf"] if csrf is None else csrf, **(extra or {})}
-    request = urllib.request.Request(f"http://127.0.0.1:{host.split(':')[1]}{path}", method="POST",
-                                     data=json.dumps(data).encode(), headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback test server
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        body = exc.read()
-        try:
-            return exc.code, json.loads(body or b"{}")
-        except ValueError:
-            return exc.code, {"body": body.decode(errors="replace")}
-
-
-@pytest.fixture
-def django_calls(live_server_url):
-    """The paths the edge handed to Django during the test."""
-    from config.asgi import edge
-    inner, calls = edge.inner, []
-
-    async def counting(scope, receive, send):
-        calls.append(scope["path"])
-        return await inner(scope, receive, send)
-
-    edge.inner = counting
-    yield calls
-    edge.inner = inner
+    host = url.split("/", 3)[2]
+    return post(url, data, {"Origin": origin or f"http://{host}",
+                            "Cookie": f"mimamori_session={page['session']}; mimamori_csrftoken={page['csrf']}",
+                            "X-CSRFToken": page["csrf"] if csrf is None else csrf, **(extra or {})})
 
 
 def test_the_phone_pages_session_check_in_is_answered_at_the_edge(live_server_url, django_calls, expect_events):
