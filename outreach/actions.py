@@ -109,7 +109,9 @@ def do_raise_concern(*, resident: Resident, cause: str, severity: str | None = N
     """Open a concern, or add to the live one of the same resident and cause.
 
     Returns (concern, opened). A new concern copies the policy in force and starts its
-    first escalation step as soon as the transaction commits."""
+    first escalation step as soon as the transaction commits. A signal more severe than
+    the open concern it adds to (「電話してほしい」 after a worried visit) raises the
+    concern to that severity and starts that severity's policy from its first step."""
     if cause not in Concern.Cause.values:
         raise ValidationError({"cause": [_("Unknown cause.")]})
     severity = severity or SEVERITY_BY_CAUSE.get(cause, Severity.NORMAL)
@@ -123,6 +125,8 @@ def do_raise_concern(*, resident: Resident, cause: str, severity: str | None = N
                         .filter(resident=resident, cause=cause, state__in=Concern.LIVE_STATES).first())
             if existing is not None:
                 concern_event(existing, ConcernEvent.Kind.SIGNAL, actor=actor, note=note, **data)
+                if existing.state == Concern.State.OPEN and _more_severe(severity, existing.severity):
+                    _escalate_afresh(existing, severity)
                 return existing, False
             try:
                 with transaction.atomic():
@@ -141,6 +145,25 @@ def do_raise_concern(*, resident: Resident, cause: str, severity: str | None = N
             logger.info("concern %s opened for resident %s (%s)", concern.pk, resident.pk, cause)
             return concern, True
     raise RuntimeError("could not open or find the concern")
+
+
+def _more_severe(severity: str, than: str) -> bool:
+    return Severity.values.index(severity) > Severity.values.index(than)
+
+
+def _escalate_afresh(concern: Concern, severity: str) -> None:
+    """Inside the caller's transaction, on the locked concern: the new severity's policy,
+    from its first step, now; the run it had scheduled becomes stale (a new timer)."""
+    from outreach.tasks import advance_escalation
+
+    concern.policy_name, concern.steps, concern.repeat_limit = policy_for(concern.resident, severity)
+    concern.severity, concern.step_index, concern.round = severity, 0, 0
+    concern.next_step_at, concern.timer = timezone.now(), uuid.uuid4()
+    concern.save(update_fields=["policy_name", "steps", "repeat_limit", "severity", "step_index", "round",
+                                "next_step_at", "timer"])
+    enqueue_on_commit(advance_escalation, concern.pk, str(concern.timer))
+    do_lower_wakeup(connection.schema_name, ESCALATION, concern.next_step_at)
+    logger.info("concern %s raised to %s", concern.pk, severity)
 
 
 def recipients_for(concern: Concern, step: dict) -> list[User]:
@@ -201,7 +224,9 @@ def do_advance_escalation(concern_id: int, timer: str) -> bool:
             where = {"step": concern.step_index + 1, "round": concern.round + 1, "targets": step["targets"]}
             people = recipients_for(concern, step)
             for person in people:
-                _notify(concern, person, f"concern:{concern.pk}:round:{concern.round}:step:{concern.step_index}")
+                # The severity is part of the key: raised to urgent, the steps notify afresh.
+                _notify(concern, person, f"concern:{concern.pk}:{concern.severity}:round:{concern.round}"
+                                         f":step:{concern.step_index}")
             if people:
                 concern_event(concern, ConcernEvent.Kind.NOTIFIED, recipients=[p.pk for p in people], **where)
                 concern.reached_nobody = False

@@ -391,3 +391,36 @@ def test_a_failing_attention_hook_cannot_roll_back_the_contact(team, hanako, mon
                                           channel="visit", outcome="worried")
         assert created and contact.pk
     assert [r.schema for r in caplog.records if r.levelno == logging.ERROR] == ["tenant_a"]
+
+
+def test_asked_to_be_called_on_an_open_worried_concern_raises_it_to_urgent_at_once(
+        team, hanako, staff_a, django_capture_on_commit_callbacks):
+    """A worried visit opened a concern (volunteers first, 15 minutes); then 「電話してほしい」:
+    the same concern becomes urgent and its case workers and area staff are notified now."""
+    with django_capture_on_commit_callbacks(execute=True), tenant_scope("tenant_a"):
+        do_log_contact(actor=team["volunteer"], resident=hanako, occurred_at=timezone.now(), channel="visit",
+                    outcome="worried", note="元気がない")
+    with tenant_scope("tenant_a"):
+        concern = Concern.objects.get(resident=hanako)
+        assert concern.severity == "high"
+        assert not Notification.objects.filter(recipient__in=[team["case_worker"], team["staff"]]).exists()
+    with django_capture_on_commit_callbacks(execute=True), tenant_scope("tenant_a"):
+        do_log_contact(actor=team["volunteer"], resident=hanako, occurred_at=timezone.now(), channel="phone",
+                    outcome="asked_for_call")
+    with tenant_scope("tenant_a"):
+        concern.refresh_from_db()
+        assert (Concern.objects.filter(resident=hanako).count(), concern.severity) == (1, "urgent")
+        urgent = Notification.objects.filter(urgent=True)
+        assert set(urgent.values_list("recipient_id", flat=True)) >= {team["case_worker"].pk, team["staff"].pk}
+        assert ConcernEvent.objects.filter(concern=concern, kind=ConcernEvent.Kind.SIGNAL).exists()
+
+
+def test_a_less_severe_signal_on_an_urgent_concern_changes_nothing_of_its_escalation(
+        team, hanako, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True), tenant_scope("tenant_a"):
+        concern, _opened = actions.do_raise_concern(resident=hanako, cause="worried_contact", severity="urgent")
+        concern.refresh_from_db()
+        before = (concern.severity, concern.step_index, concern.timer)
+        actions.do_raise_concern(resident=hanako, cause="worried_contact", severity="normal")
+        concern.refresh_from_db()
+    assert (concern.severity, concern.step_index, concern.timer) == before

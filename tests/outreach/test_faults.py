@@ -301,7 +301,7 @@ def assert_each_step_notified_once(concern_id: int, expected: dict[int, list[Use
     assert events.count(ConcernEvent.Kind.EXHAUSTED) == 1 and concern.next_step_at is None
     # One notification per step and person, nothing more.
     keys = sorted((n.dedupe_key, n.recipient_id) for n in notifications)
-    assert keys == sorted((f"concern:{concern_id}:round:0:step:{s - 1}", u.pk)
+    assert keys == sorted((f"concern:{concern_id}:high:round:0:step:{s - 1}", u.pk)
                           for s, people in expected.items() for u in people)
     # Each delivered once, counted from the delivery log; nothing pending.
     for n in notifications:
