@@ -27,6 +27,7 @@ from datetime import datetime
 from http.cookies import CookieError, SimpleCookie
 from types import SimpleNamespace
 
+import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
@@ -34,10 +35,11 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.db import connection
 from django.middleware.csrf import CSRF_ALLOWED_CHARS, CSRF_SECRET_LENGTH, CSRF_TOKEN_LENGTH, _unmask_cipher_token
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.crypto import constant_time_compare
+from django.utils.translation import gettext as _
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from notifications import events
 from tenants.accounts.models import ApiToken, User, hash_token
@@ -165,6 +167,11 @@ _HOST = (
 # Few statements, run all the time: planned once (the heartbeat batch costs more to plan
 # than to run); and bounded, so a tenant's long lock answers 5xx instead of holding a ping.
 EDGE_SERVER_OPTIONS = "-c plan_cache_mode=force_generic_plan -c lock_timeout=2s -c statement_timeout=5s"
+# With the database unreachable, a request waits at most this long (to connect, or for a
+# pooled connection) before it is answered 503 with Retry-After.
+EDGE_WAIT_SECONDS = 2
+RETRY_AFTER_SECONDS = 5
+UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
 
 
 def _conninfo() -> str:
@@ -172,6 +179,7 @@ def _conninfo() -> str:
     parts = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"],
              "port": db["PORT"], **db.get("OPTIONS", {})}
     parts["options"] = f"{parts.get('options', '')} {EDGE_SERVER_OPTIONS}".strip()
+    parts.setdefault("connect_timeout", EDGE_WAIT_SECONDS)
     return " ".join(f"{k}='{v}'" for k, v in parts.items() if v)
 
 
@@ -190,17 +198,31 @@ class Edge:
         if scope["type"] != "http" or scope["method"] not in ("GET", "POST", "HEAD"):
             return await self.inner(scope, receive, send)
         if scope["path"] == CONTACTS_PATH and scope["method"] == "POST":
-            return await self.contact(scope, receive, send)
-        match = PING_PATH.match(scope["path"])
-        if not match:
+            handle = self.contact
+        elif PING_PATH.match(scope["path"]):
+            handle = self.heartbeat
+        else:
             return await self.inner(scope, receive, send)
+        try:
+            return await handle(scope, receive, send)
+        except UNAVAILABLE:
+            # Nothing was committed (or the commit's outcome is unknown: a retry with the
+            # same idempotency key is answered with the original entry).
+            logger.warning("edge: database unavailable for %s", scope["path"], exc_info=True)
+            return await _unavailable(scope, send)
+
+    async def heartbeat(self, scope, receive, send):
+        match = PING_PATH.match(scope["path"])
         schema = await self._schema_for(scope)
         if schema is None:
             return await _reply(send, 404, b"not found\n")
         device_id, kind, overdue_rhythm = await self._batches().heartbeat(schema, hash_token(match["token"]))
         if device_id is not None:
             if overdue_rhythm:
-                await _recover(schema, device_id)
+                try:
+                    await _recover(schema, device_id)
+                except Exception:  # the heartbeat is committed; the next one recovers the rhythm
+                    logger.exception("edge: device %s of %s not put back on time", device_id, schema)
             return await _reply(send, 200, b"OK\n")
         if kind is None:
             return await _reply(send, 404, b"not found\n")
@@ -219,6 +241,7 @@ class Edge:
         loop = asyncio.get_running_loop()
         if self.pool is None or self.pool_loop is not loop:
             self.pool = AsyncConnectionPool(_conninfo(), min_size=1, max_size=self.pool_size, open=False,
+                                            timeout=EDGE_WAIT_SECONDS,
                                             kwargs={"autocommit": True, "prepare_threshold": 0})
             self.pool_loop = loop
             await self.pool.open()
@@ -434,11 +457,25 @@ def _recover(schema: str, device_id: int) -> None:
     connection.close()
 
 
-async def _reply(send, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+async def _reply(send, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
+                 headers: tuple = ()) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", content_type.encode()),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"content-length", str(len(body)).encode()), *headers]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _unavailable(scope, send) -> None:
+    """503 with Retry-After, in the language the client asks for (Japanese by default)."""
+    accept = next((v.decode("latin1") for k, v in scope.get("headers", []) if k == b"accept-language"), "")
+    language = "en" if accept.lower().lstrip().startswith("en") else settings.LANGUAGE_CODE
+    with translation.override(language):
+        message = _("The service is unavailable for a moment. Try again shortly.")
+    retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+    if scope["path"] == CONTACTS_PATH:
+        body = json.dumps({"detail": message}, ensure_ascii=False).encode()
+        return await _reply(send, 503, body, "application/json", retry)
+    return await _reply(send, 503, f"{message}\n".encode(), headers=retry)
 
 
 class _PassToDjango(Exception):

@@ -469,3 +469,60 @@ def test_the_rhythm_alert_formula_in_sql_is_the_python_one(db, tenant_a):
         cursor.execute(f'SELECT {expression} FROM (SELECT %s::interval AS "interval", %s::interval AS grace) AS r',  # noqa: S608
                        [last, interval, grace])
         assert cursor.fetchone()[0] == Rhythm.alert_time(last, interval, grace)
+
+
+def test_with_the_database_unreachable_the_edge_answers_503_with_retry_after_within_two_seconds(monkeypatch):
+    """A database that takes the connection and never answers (the worst case: a refusal
+    would be quicker): pings and check-ins get 503 and Retry-After, each in about 2 s."""
+    import asyncio
+    import json
+    import socket
+    import time
+
+    from watch.edge import Edge
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # connections queue in the backlog; nothing ever answers them
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]  # read by the edge's pool when it opens; no Django query here
+    for key, value in {"HOST": "127.0.0.1", "PORT": silent.getsockname()[1], "OPTIONS": {}}.items():
+        monkeypatch.setitem(database, key, value)
+
+    async def call(edge, path, body=b"", headers=()):
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": path, "scheme": "http",
+                 "headers": [(b"host", HOST_A.encode()), *headers]}
+        started = time.monotonic()
+        await edge(scope, receive, send)
+        return sent[0]["status"], dict(sent[0]["headers"]), b"".join(m.get("body", b"") for m in sent[1:]), \
+            time.monotonic() - started
+
+    async def scenario():
+        edge = Edge(inner=None)
+        try:
+            ping = await call(edge, "/ping/" + "x" * 32)
+            contact = await call(edge, "/api/v1/contacts/",
+                                 json.dumps({"resident": 1, "channel": "visit", "outcome": "fine"}).encode(),
+                                 [(b"authorization", b"Token " + b"0" * 40), (b"accept-language", b"en")])
+        finally:
+            await edge.pool.close(timeout=1)
+        return ping, contact
+
+    try:
+        ping, contact = asyncio.run(scenario())
+    finally:
+        silent.close()
+    for status, headers, _body, seconds in (ping, contact):
+        assert status == 503 and headers[b"retry-after"] == b"5"
+        assert seconds < 3.0, seconds
+    assert "一時的に利用できません" in ping[2].decode()
+    assert json.loads(contact[2]) == {"detail": "The service is unavailable for a moment. Try again shortly."}
