@@ -142,6 +142,11 @@ class Resident(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def last_outcome_label(self) -> str:
+        """The last contact's outcome in the page's language ("" before any contact)."""
+        return Outcome(self.last_outcome).label if self.last_outcome in Outcome.values else ""
+
 
 class EmergencyContact(models.Model):
     resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="emergency_contacts")

@@ -1,4 +1,4 @@
-// The unread count next to the bell: fetched once, then kept current by live events.
+// The unread count next to the bell: fetched, then kept current by live events.
 (function () {
   function show(count) {
     document.querySelectorAll("[data-unread-count]").forEach((el) => {
@@ -12,8 +12,13 @@
       show(event.unread);
     }
   });
-  fetch("/notifications/unread-count/", { credentials: "same-origin", headers: { Accept: "application/json" } })
-    .then((r) => (r.ok ? r.json() : null))
-    .then((data) => { if (data && typeof data.unread === "number") show(data.unread); })
-    .catch(() => {});
+  function refetch() {
+    fetch("/notifications/unread-count/", { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((data) => { if (data && typeof data.unread === "number") show(data.unread); })
+      .catch(() => {});
+  }
+  // After a reconnect or a resync, events may have been missed: ask the database again.
+  document.addEventListener("mimamori:resync", refetch);
+  refetch();
 })();

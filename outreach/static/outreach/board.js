@@ -1,9 +1,9 @@
-// The concerns board: redrawn on every concern event; after a reconnect it first asks
-// for the events it missed (after the last id it saw), so nothing is skipped.
+// The concerns board: redrawn from the server on every concern event newer than the last
+// id it saw, so an event dropped on the way is covered by the next one; after a reconnect
+// or a resync it asks for the events it missed (after that id), so nothing stays stale.
 (function () {
   const board = document.getElementById("board");
   let last = Number(board.dataset.lastEvent || 0);
-  let connectedOnce = false;
 
   async function redraw() {
     const response = await fetch(board.dataset.rowsUrl, { credentials: "same-origin" });
@@ -20,13 +20,9 @@
     }
   }
 
+  document.addEventListener("mimamori:resync", replay);
   document.addEventListener("mimamori:event", (e) => {
     const ev = e.detail;
-    if (ev.type === "hello") {
-      if (connectedOnce) replay();
-      connectedOnce = true;
-      return;
-    }
     if (!ev.type.startsWith("concern.") || !ev.id) return;
     if (ev.id <= last) return;
     last = ev.id;

@@ -5,9 +5,34 @@
     const d = new Date(iso);
     return `${d.getMonth() + 1}/${d.getDate()} ${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
   };
+  // After a reconnect or a resync events may have been missed: the page is read again from
+  // the server, so its picture is never silently stale. Blocks marked data-live-refresh
+  // (the overview's rows and counts) are replaced; cards keep their forms, only their
+  // fields and overdue mark change.
+  async function catchUp() {
+    const response = await fetch(location.href, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    document.querySelectorAll("[data-live-refresh]").forEach((here) => {
+      const there = fresh.querySelector(`[data-live-refresh="${here.dataset.liveRefresh}"]`);
+      if (there) here.innerHTML = there.innerHTML;
+    });
+    document.querySelectorAll("[data-resident-row]").forEach((row) => {
+      const there = fresh.querySelector(`[data-resident-row="${row.dataset.residentRow}"]`);
+      if (!there) return;
+      row.classList.toggle("overdue", there.classList.contains("overdue"));
+      for (const field of ["last_contact_at", "next_due_at"]) {
+        const a = row.querySelector(`[data-field="${field}"]`), b = there.querySelector(`[data-field="${field}"]`);
+        if (a && b) a.innerHTML = b.innerHTML;
+      }
+    });
+  }
+  document.addEventListener("mimamori:resync", catchUp);
+
   document.addEventListener("mimamori:event", (e) => {
     const ev = e.detail;
-    if (!ev.resident) return;
+    // Only events carrying the resident's state (concern events name a resident too).
+    if (!ev.resident || !("overdue" in ev)) return;
     const row = document.querySelector(`[data-resident-row="${ev.resident}"]`);
     if (!row) return;
     const last = row.querySelector('[data-field="last_contact_at"]');
