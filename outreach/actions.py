@@ -320,9 +320,12 @@ class AckRefused(Exception):
     pass
 
 
-def do_acknowledge_by_link(token: str) -> Concern:
+def do_acknowledge_by_link(token: str) -> tuple[Concern, bool]:
     """An acknowledgement link: works once, for its own person, until it expires.
-    A forged, used or expired link is refused (and logged) and changes nothing."""
+    A forged, used or expired link is refused (and logged) and changes nothing.
+
+    Returns (concern, acknowledged): False when someone else acknowledged or closed the
+    concern first; the concern is then read again, so it says who and when."""
     with transaction.atomic():
         link = (AckLink.objects.select_for_update().select_related("concern__resident__area", "user")
                 .filter(token_hash=hash_token(token)).first())
@@ -333,11 +336,13 @@ def do_acknowledge_by_link(token: str) -> Concern:
         link.used_at = timezone.now()
         link.save(update_fields=["used_at"])
         try:
-            do_acknowledge_concern(concern=link.concern, actor=link.user, via="link")
+            acknowledged = do_acknowledge_concern(concern=link.concern, actor=link.user, via="link")
         except PermissionDenied as exc:
             logger.warning("acknowledgement link of user %s refused: no longer in scope", link.user_id)
             raise AckRefused from exc
-    return link.concern
+    if not acknowledged:
+        link.concern.refresh_from_db()
+    return link.concern, acknowledged
 
 
 def do_take_reply(*, person: User, text: str, via: str, concern_id: int | None = None) -> str:

@@ -111,10 +111,12 @@ def ack_link(request, token: str):
     if request.method == "GET":
         return render(request, "outreach/ack_link.html", {"token": token})
     try:
-        concern = actions.do_acknowledge_by_link(token)
+        concern, acknowledged = actions.do_acknowledge_by_link(token)
     except actions.AckRefused:
         return render(request, "outreach/ack_link.html", {"refused": True}, status=404)
-    return render(request, "outreach/ack_link.html", {"done": True, "concern": concern})
+    # Someone else was first: say who and when, never a thank-you for nothing.
+    return render(request, "outreach/ack_link.html", {"done": acknowledged, "taken": not acknowledged,
+                                                      "concern": concern})
 
 
 def resident_panel(request, resident) -> str:

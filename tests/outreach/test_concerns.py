@@ -219,3 +219,53 @@ def test_a_whole_acknowledging_reply_in_line_acknowledges_the_one_concern_awaiti
         reply_received.send(sender=None, user=team["volunteer"], channel="line", text="了解しました")
         concern.refresh_from_db()
     assert concern.state == "acknowledged"
+
+
+def ack_token_of(user) -> str:
+    with tenant_scope("tenant_a"):
+        body = Notification.objects.filter(recipient=user).latest("pk").body
+    return body.split("/outreach/ack/")[1].split("/")[0]
+
+
+@pytest.mark.parametrize("language, taken", [
+    ("ja", "cw-aさんが 12/2 10:05 に対応中です。"),
+    ("en", "cw-a has been on it since 12/2 10:05."),
+])
+def test_second_ack_link_says_who_took_the_concern_and_when(team, hanako, django_capture_on_commit_callbacks,
+                                                            language, taken):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from tests.conftest import HOST_A, TenantClient
+
+    with django_capture_on_commit_callbacks(execute=True):
+        concern, _ = raise_(hanako)
+    run_step(concern.pk)  # the case worker is alerted too: two people hold a link
+    first = TenantClient(HOST_A, language=language).post(f"/outreach/ack/{ack_token_of(team['case_worker'])}/")
+    assert first.status_code == HTTPStatus.OK
+    with tenant_scope("tenant_a"):
+        Concern.objects.filter(pk=concern.pk).update(
+            acknowledged_at=datetime(2026, 12, 2, 10, 5, tzinfo=ZoneInfo("Asia/Tokyo")))
+    second = TenantClient(HOST_A, language=language).post(f"/outreach/ack/{ack_token_of(team['volunteer'])}/")
+    assert second.status_code == HTTPStatus.OK
+    assert taken in second.content.decode()
+    thanks = {"ja": "ありがとうございます", "en": "Thank you"}[language]
+    assert thanks in first.content.decode() and thanks not in second.content.decode()
+    with tenant_scope("tenant_a"):
+        concern.refresh_from_db()
+        assert (concern.state, concern.acknowledged_by_id) == ("acknowledged", team["case_worker"].pk)
+        assert ConcernEvent.objects.filter(concern=concern, kind="acknowledged").count() == 1
+
+
+def test_ack_link_of_a_closed_concern_says_who_closed_it(team, hanako, django_capture_on_commit_callbacks):
+    from tests.conftest import HOST_A, TenantClient
+
+    with django_capture_on_commit_callbacks(execute=True):
+        concern, _ = raise_(hanako)
+    with django_capture_on_commit_callbacks(execute=True), tenant_scope("tenant_a"):
+        actions.do_close_concern(concern=concern, actor=team["staff"], state="dismissed", note="入院中と確認")
+    answer = TenantClient(HOST_A, language="en").post(f"/outreach/ack/{ack_token_of(team['volunteer'])}/")
+    assert answer.status_code == HTTPStatus.OK
+    assert "area-staff closed it at" in answer.content.decode()
+    with tenant_scope("tenant_a"):
+        assert Concern.objects.get(pk=concern.pk).state == "dismissed"
