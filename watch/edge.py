@@ -523,19 +523,27 @@ def _credentials(scope) -> dict | None:
 
 
 def _plain_contact(body: bytes) -> dict | None:
-    """The fields of a plain, valid check-in; None for anything Django should judge."""
+    """The fields of a plain, valid check-in, exactly as Django's serializer would take
+    them; None for anything else (Django judges it and gives the full answer)."""
     try:
         data = json.loads(body)
-        resident = data["resident"]
-        channel, outcome, note = data["channel"], data["outcome"], data.get("note", "")
-        key = uuid.UUID(data["idempotency_key"]) if data.get("idempotency_key") is not None else None
-        at = datetime.fromisoformat(data["occurred_at"]) if data.get("occurred_at") else timezone.now()
+        if not (isinstance(data, dict) and set(data) <= CONTACT_FIELDS):
+            return None
+        resident, channel, outcome = data["resident"], data["channel"], data["outcome"]
+        note, key, at = data.get("note", ""), data.get("idempotency_key"), data.get("occurred_at")
+        if not all(isinstance(value, str) for value in (channel, outcome, note)):
+            return None
+        if any(name in data and not isinstance(data[name], str) for name in ("idempotency_key", "occurred_at")):
+            return None  # null, a number, …: the serializer's answer
+        key = uuid.UUID(key) if key is not None else None
+        at = datetime.fromisoformat(at) if at is not None else timezone.now()
         note.encode("utf-8")  # a lone surrogate cannot be stored
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError, UnicodeError):
         return None
     plain = (type(resident) is int and 0 < resident < 2**63 and channel in Channel.values
-             and outcome in EDGE_OUTCOMES and isinstance(note, str) and len(note) <= NOTE_MAX and "\x00" not in note
-             and at.tzinfo is not None and occurred_in_window(at) and set(data) <= CONTACT_FIELDS)
+             and outcome in EDGE_OUTCOMES and len(note) <= NOTE_MAX and "\x00" not in note
+             and note == note.strip()  # the serializer trims; the edge does not rewrite input
+             and at.tzinfo is not None and occurred_in_window(at))
     if not plain:
         return None
     return {"resident": resident, "channel": channel, "outcome": outcome, "note": note, "key": key, "at": at}
