@@ -124,9 +124,9 @@ def do_raise_concern(*, resident: Resident, cause: str, severity: str | None = N
             existing = (Concern.objects.select_for_update().select_related("resident__area")
                         .filter(resident=resident, cause=cause, state__in=Concern.LIVE_STATES).first())
             if existing is not None:
-                concern_event(existing, ConcernEvent.Kind.SIGNAL, actor=actor, note=note, **data)
-                if existing.state == Concern.State.OPEN and _more_severe(severity, existing.severity):
+                if _more_severe(severity, existing.severity):
                     _escalate_afresh(existing, severity)
+                concern_event(existing, ConcernEvent.Kind.SIGNAL, actor=actor, note=note, **data)
                 return existing, False
             try:
                 with transaction.atomic():
@@ -152,15 +152,18 @@ def _more_severe(severity: str, than: str) -> bool:
 
 
 def _escalate_afresh(concern: Concern, severity: str) -> None:
-    """Inside the caller's transaction, on the locked concern: the new severity's policy,
-    from its first step, now; the run it had scheduled becomes stale (a new timer)."""
+    """Inside the caller's transaction, on the locked live concern: the new severity's
+    policy, from its first step, now; the run it had scheduled becomes stale (a new timer).
+    An acknowledged concern is open again: whoever took it is told with everyone else, as
+    the urgent steps say (「電話してほしい」 must reach the case workers even then)."""
     from outreach.tasks import advance_escalation
 
     concern.policy_name, concern.steps, concern.repeat_limit = policy_for(concern.resident, severity)
     concern.severity, concern.step_index, concern.round = severity, 0, 0
+    concern.state, concern.reached_nobody = Concern.State.OPEN, False
     concern.next_step_at, concern.timer = timezone.now(), uuid.uuid4()
     concern.save(update_fields=["policy_name", "steps", "repeat_limit", "severity", "step_index", "round",
-                                "next_step_at", "timer"])
+                                "state", "reached_nobody", "next_step_at", "timer"])
     enqueue_on_commit(advance_escalation, concern.pk, str(concern.timer))
     do_lower_wakeup(connection.schema_name, ESCALATION, concern.next_step_at)
     logger.info("concern %s raised to %s", concern.pk, severity)
@@ -258,7 +261,7 @@ def _notify_administrators(concern: Concern) -> None:
     admins = [admin for admin in User.objects.filter(role=User.Role.ADMIN, is_active=True).order_by("pk")
               if can_see_resident(admin, concern.resident)]
     for admin in admins:
-        _notify(concern, admin, f"concern:{concern.pk}:unreached")
+        _notify(concern, admin, f"concern:{concern.pk}:{concern.severity}:unreached")
     concern.reached_nobody = True
     concern_event(concern, ConcernEvent.Kind.UNREACHED, recipients=[a.pk for a in admins])
     logger.warning("concern %s reached nobody; %d administrator(s) notified", concern.pk, len(admins))

@@ -424,3 +424,23 @@ def test_a_less_severe_signal_on_an_urgent_concern_changes_nothing_of_its_escala
         actions.do_raise_concern(resident=hanako, cause="worried_contact", severity="normal")
         concern.refresh_from_db()
     assert (concern.severity, concern.step_index, concern.timer) == before
+
+
+def test_asked_to_be_called_on_an_acknowledged_worried_concern_reopens_it_as_urgent(
+        team, hanako, django_capture_on_commit_callbacks):
+    """Someone took the worried visit; then 「電話してほしい」: the case workers and area staff
+    are told at once all the same, and the board shows the concern open and urgent."""
+    with django_capture_on_commit_callbacks(execute=True), tenant_scope("tenant_a"):
+        do_log_contact(actor=team["volunteer"], resident=hanako, occurred_at=timezone.now(), channel="visit",
+                       outcome="worried", note="元気がない")
+        concern = Concern.objects.get(resident=hanako)
+        actions.do_acknowledge_concern(concern=concern, actor=team["volunteer"])
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, tenant_scope("tenant_a"):
+        do_log_contact(actor=team["volunteer"], resident=hanako, occurred_at=timezone.now(), channel="phone",
+                       outcome="asked_for_call")
+    with tenant_scope("tenant_a"):
+        concern.refresh_from_db()
+        assert (concern.state, concern.severity) == ("open", "urgent")
+        urgent = set(Notification.objects.filter(urgent=True).values_list("recipient_id", flat=True))
+        assert urgent >= {team["case_worker"].pk, team["staff"].pk}
+    assert callbacks  # the urgent step was enqueued after commit
