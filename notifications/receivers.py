@@ -4,14 +4,21 @@ from django.dispatch import receiver
 from notifications.consumers import to_session
 from notifications.events import EVERYONE, send_event_on_commit, to_role, to_user
 from tenants.accounts.models import User
-from tenants.accounts.signals import session_ended, tenant_deactivated, user_deactivated, user_joined
+from tenants.accounts.signals import (
+    password_changed,
+    session_ended,
+    tenant_deactivated,
+    user_deactivated,
+    user_joined,
+)
 
 SESSION_ENDED = {"type": "session.ended"}
 
 
 @receiver(user_deactivated)
+@receiver(password_changed)
 def end_live_connections(sender, schema_name, user_id, **kwargs):
-    # Open pages of a deactivated user must stop receiving anything at once.
+    # Open pages of a deactivated user, or of sessions a new password ended, stop at once.
     send_event_on_commit(schema_name, SESSION_ENDED, [to_user(user_id)])
 
 

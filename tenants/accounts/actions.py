@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tenants.accounts.models import ApiToken, Invitation, User, hash_token
-from tenants.accounts.signals import session_ended, user_deactivated, user_joined
+from tenants.accounts.signals import password_changed, session_ended, user_deactivated, user_joined
 from tenants.tasks import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -91,11 +91,13 @@ def do_issue_api_token(user: User) -> str:
 
 def do_record_password_change(user: User) -> None:
     """After the password changed (by the user or by a reset link): the one-time
-    password flag is cleared and every API token of the user ends. (Other sessions end
-    by themselves: Django binds a session to the password's hash.)"""
+    password flag is cleared, every API token of the user ends, and every live connection
+    of the user closes (their other sessions end with the password's hash; the page where
+    it was changed reconnects with its new session)."""
     with transaction.atomic():
         User.objects.filter(pk=user.pk, must_change_password=True).update(must_change_password=False)
         ApiToken.objects.filter(user=user).delete()
+        password_changed.send(sender=User, schema_name=connection.schema_name, user_id=user.pk)
     logger.info("user %s changed their password", user.pk)
 
 

@@ -5,6 +5,8 @@ from django.dispatch import Signal
 user_deactivated = Signal()
 # Sent inside the transaction that created the account; kwargs: schema_name, user_id.
 user_joined = Signal()
+# Sent inside the transaction that recorded a new password; kwargs: schema_name, user_id.
+password_changed = Signal()
 # Sent when a signed-in session signs out; kwargs: schema_name, session_key.
 session_ended = Signal()
 # Sent inside the transaction that deactivated a tenant; kwargs: schema_name.

@@ -89,3 +89,32 @@ def test_a_tenant_deactivated_by_another_process_stops_being_served_within_a_sec
     Tenant.objects.filter(pk=tenant_a.pk).update(is_active=False)
     time.sleep(1.05)
     assert context.get_tenant_for_host(HOST_A) is None
+
+
+def test_a_new_password_closes_the_live_connections_of_the_users_other_devices(
+    run_async, client_a, staff_a, django_capture_on_commit_callbacks
+):
+    """The phone's session ends with the old password; its open page must not go on
+    receiving notifications (their titles name residents)."""
+    from tests.conftest import PASSWORD
+
+    phone = TenantClient(HOST_A)
+    phone.sign_in("staff-a")
+    client_a.sign_in("staff-a")
+
+    def change_password():
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client_a.post("/accounts/password/", {
+                "old_password": PASSWORD, "new_password1": "a new and long passphrase 42",
+                "new_password2": "a new and long passphrase 42"})
+        assert response.status_code == 302
+
+    async def scenario():
+        async with websocket(HOST_A, session_of(phone)) as (ok, _, ws):
+            assert ok
+            await ws.receive_json_from()
+            await database_sync_to_async(change_password)()
+            assert await ws.receive_json_from(timeout=5) == {"type": "session.ended"}
+            assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+
+    run_async(scenario)
