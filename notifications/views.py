@@ -76,7 +76,7 @@ def _channels_from_form(post) -> list[str]:
     ranked = []
     for channel in Channel.values:
         value = post.get(f"order_{channel}", "")
-        if value.isdigit():
+        if value.isascii() and value.isdigit():
             ranked.append((int(value), Channel.values.index(channel), channel))
     return [channel for *_rank, channel in sorted(ranked)]
 

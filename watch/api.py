@@ -62,7 +62,8 @@ class ResidentList(generics.ListAPIView):
     def get_queryset(self):
         residents = residents_for_user(self.request.user).select_related("area")
         if area := self.request.query_params.get("area"):
-            residents = residents.filter(area__path__contains=f"/{int(area) if area.isdigit() else 0}/")
+            area_id = int(area) if area.isascii() and area.isdigit() else 0  # 「²」 is a digit to isdigit()
+            residents = residents.filter(area__path__contains=f"/{area_id}/")
         if self.request.query_params.get("overdue") == "true":
             residents = residents.filter(is_overdue=True)
         return residents.order_by("-is_overdue", "next_due_at", "pk")

@@ -40,7 +40,7 @@ def overview(request):
         return my_residents(request)
     residents = residents_for_user(request.user).select_related("area")
     area_id = request.GET.get("area", "")
-    if area_id.isdigit():
+    if area_id.isascii() and area_id.isdigit():
         residents = residents.filter(area__path__contains=f"/{area_id}/")
     residents = residents.order_by("-is_overdue", "next_due_at", "pk").only(
         "pk", "name", "furigana", "area__name", "last_contact_at", "last_outcome", "next_due_at", "is_overdue",

@@ -311,3 +311,12 @@ def test_the_residents_import_of_a_tenant_host_takes_a_larger_body(small_limits,
 
 def test_djangos_own_limit_is_kept_in_step(settings):
     assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE == settings.REQUEST_BODY_MAX_BYTES
+
+
+def test_digits_that_are_not_ascii_in_filters_and_forms_are_not_a_500(client_a, staff_a):
+    """「²」 passes str.isdigit() but not int(): filters and the preferences form ignore it."""
+    client_a.sign_in("staff-a")
+    assert client_a.get("/api/v1/residents/", {"area": "²"}).status_code == 200
+    assert client_a.get("/watch/", {"area": "²"}).status_code == 200
+    response = client_a.post("/notifications/preferences/", {"order_email": "²"})
+    assert response.status_code in (200, 302, 400)
