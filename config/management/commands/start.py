@@ -1,8 +1,11 @@
 """Start the whole platform in the foreground: web (ASGI), Celery worker and beat.
 
 Run through `python3.11 manage.py start`, which first starts the embedded PostgreSQL
-and Redis unless DATABASE_URL / REDIS_URL are set. Ctrl-C stops everything.
+and Redis unless DATABASE_URL / REDIS_URL are set. A process that exits is started
+again (and the output says so); Ctrl-C or SIGTERM stops everything.
 """
+import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -14,6 +17,49 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from config.services import DATA_DIR
+
+BACKOFF_FIRST = 1.0  # seconds before the first restart of a process that exited
+BACKOFF_MAX = 30.0
+STEADY = 60.0  # a process that ran this long before exiting starts again from BACKOFF_FIRST
+
+
+def supervise(commands: dict, spawn, say, stopping: list, procs: dict, *, tick: float = 0.3) -> None:
+    """Run each of `commands` ({name: argv}) with `spawn`, into `procs` ({name: Popen}),
+    and keep it running until `stopping` is non-empty (Ctrl-C, SIGTERM). A process that
+    exits is started again after a backoff (1 s, doubling up to 30 s; back to 1 s once it
+    had run for a minute), and `say` tells which, with its exit code."""
+    for name, cmd in commands.items():
+        procs[name] = spawn(cmd)
+    started = dict.fromkeys(commands, time.monotonic())
+    delay = dict.fromkeys(commands, BACKOFF_FIRST)
+    restart_at: dict[str, float] = {}
+    while not stopping:
+        time.sleep(tick)
+        now = time.monotonic()
+        for name in commands:
+            if stopping:
+                break
+            if name in restart_at:
+                if now >= restart_at[name]:
+                    del restart_at[name]
+                    procs[name], started[name] = spawn(commands[name]), now
+                    say(f"{name} restarted")
+                continue
+            proc = procs[name]
+            if proc.poll() is None:
+                continue
+            kill_group(proc)  # what it left behind (a worker's pool) must not outlive it
+            if now - started[name] >= STEADY:
+                delay[name] = BACKOFF_FIRST
+            say(f"{name} exited with code {proc.returncode}; restarting in {delay[name]:g} s")
+            restart_at[name] = now + delay[name]
+            delay[name] = min(delay[name] * 2, BACKOFF_MAX)
+
+
+def kill_group(proc) -> None:
+    """Each child leads a process group of its own (start_new_session): end all of it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 class Command(BaseCommand):
@@ -43,19 +89,21 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stopping.append(True))
         if settings.MQTT_URL:
             commands["mqtt"] = [python, "manage.py", "mqtt_listener"]
-        procs = {name: subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
-        self.stdout.write(self.style.SUCCESS(f"web, worker and beat started; web on http://{host}:{port}/ "
+        # A session of its own each: Ctrl-C reaches `start` only, which stops each in order.
+        spawn = functools.partial(subprocess.Popen, env=env, cwd=settings.BASE_DIR, start_new_session=True)
+
+        def say(line):
+            self.stdout.write(line)
+            self.stdout.flush()
+
+        self.stdout.write(self.style.SUCCESS(f"web, worker and beat starting; web on http://{host}:{port}/ "
                                              "(Ctrl-C stops all)"))
-        failed = None
+        procs = {}
         try:
-            while not stopping and failed is None:
-                time.sleep(0.3)
-                failed = next((name for name, proc in procs.items() if proc.poll() is not None), None)
+            supervise(commands, spawn, say, stopping, procs)
         finally:
             self.stdout.write("stopping ...")
             self.stop(procs)
-        if failed and not stopping:
-            raise SystemExit(f"{failed} exited with code {procs[failed].returncode}; stopped the rest")
         self.stdout.write("stopped.")
 
     @staticmethod
@@ -65,7 +113,6 @@ class Command(BaseCommand):
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 15
         for proc in procs.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            kill_group(proc)
