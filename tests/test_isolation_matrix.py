@@ -95,6 +95,11 @@ EXPECTED: dict[str, dict[str, dict]] = {
     "watch:disaster_sharing": {"GET": signed_in(405), "POST": signed_in(403, b_on_b=400)},
     "watch:import_residents": {"GET": signed_in(403, b_on_b=200, staff=200),
                                "POST": signed_in(403, b_on_b=400, staff=400)},
+    # An uploaded file is its uploader's alone: others who may import get 404 like a missing one.
+    "watch:import_job": {"GET": signed_in(403, b_on_b=404, staff=404), "POST": signed_in(403, b_on_b=404, staff=404)},
+    "watch:import_mapping": {"GET": signed_in(403, b_on_b=404, staff=404),
+                             "POST": signed_in(403, b_on_b=404, staff=404)},
+    "watch:import_status": {"GET": signed_in(403, b_on_b=404, staff=404), "POST": signed_in(405)},
     "outreach:board": {"GET": signed_in(200), "POST": signed_in(200)},
     "outreach:events": {"GET": signed_in(200), "POST": signed_in(200)},
     "outreach:concern": {"GET": signed_in(404), "POST": signed_in(404)},
@@ -153,6 +158,9 @@ ROUTE_ARGS: dict[str, dict[str, str]] = {
     "watch:change_team": {"pk": "resident"},
     "watch:record_consent": {"pk": "resident"},
     "watch:set_status": {"pk": "resident"},
+    "watch:import_job": {"pk": "import_job"},
+    "watch:import_mapping": {"pk": "import_job"},
+    "watch:import_status": {"pk": "import_job"},
     "outreach:concern": {"pk": "concern"},
     "outreach:acknowledge": {"pk": "concern"},
     "outreach:close": {"pk": "concern"},
@@ -283,6 +291,7 @@ def world(tenant_a, tenant_b, areas_a, hanako, admin_a, volunteer_a, outsider_b,
     from outreach.actions import do_raise_concern
     from outreach.models import AckLink
     from watch import actions as watch_actions
+    from watch.models import ImportJob
 
     # Hundreds of sign-ins, token and reset requests from one address.
     settings.LOGIN_FAILURE_LIMIT = settings.PASSWORD_RESET_LIMIT = settings.PASSWORD_RESET_ADDRESS_LIMIT = 10_000
@@ -318,11 +327,13 @@ def world(tenant_a, tenant_b, areas_a, hanako, admin_a, volunteer_a, outsider_b,
             name = f"volunteer-{secrets.token_hex(3)}"
             user = make_user("tenant_a", name, User.Role.VOLUNTEER, email=f"{name}@example.jp")
         reset_uid, reset_token = urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user)
+        import_job = ImportJob.objects.create(created_by=admin_a, file_name="名簿.csv", encoding="utf-8",
+                                              data=f"番号,氏名\r\n1,{hanako.name}\r\n".encode(), row_count=1)
     return SimpleNamespace(
         tenant=tenant_a.pk, areas=areas_a, resident=hanako, concern=concern, notification=notification,
         device=device, user=user, invitation=invitation, contact_note=contact_note, signal="ok",
         device_token=device_token, invitation_token=invitation_token, ack_token=ack_token,
-        reset_uid=reset_uid, reset_token=reset_token,
+        reset_uid=reset_uid, reset_token=reset_token, import_job=import_job,
     )
 
 

@@ -320,3 +320,67 @@ class Rhythm(models.Model):
     # The same formula in SQL, for the edge's statements: {last} a timestamp expression,
     # {rhythm} the rhythm table's alias. tests/watch/test_edge.py compares the two.
     ALERT_TIME_SQL = '({last}) + {rhythm}."interval" + {rhythm}.grace'
+
+
+class ImportMapping(models.Model):
+    """How the columns of a residents' list with these headers map to fields, chosen by
+    a person once per tenant and used for the next file with the same headers."""
+
+    signature = models.CharField(max_length=64, unique=True)  # of the headers as compared (watch.importing)
+    headers = models.JSONField()  # as written in the file
+    columns = models.JSONField()  # per column: a field key of watch.importing.FIELDS, or "" to ignore it
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return ",".join(self.headers)
+
+
+class ImportValueMapping(models.Model):
+    """A value a tenant's files write that the import's own definitions do not know
+    (e.g. 済 in a consent column), and what it means there."""
+
+    field = models.CharField(max_length=30)  # a field key of watch.importing.FIELDS
+    value = models.CharField(max_length=100)  # as compared (watch.importing.value_key)
+    code = models.CharField(max_length=30)  # the choice stored
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["field", "value"], name="import_value_mapping_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.value} → {self.code}"
+
+
+class ImportJob(models.Model):
+    """An uploaded residents' list, from upload through mapping to its import. The file
+    is kept only until it is imported or refused."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Not imported yet")
+        QUEUED = "queued", _("Importing")
+        DONE = "done", _("Imported")
+        FAILED = "failed", _("Refused: nothing imported")
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="import_jobs")
+    created_at = models.DateTimeField(auto_now_add=True)
+    file_name = models.CharField(max_length=200)
+    data = models.BinaryField()
+    encoding = models.CharField(max_length=20)
+    create_areas = models.BooleanField(default=False)
+    columns = models.JSONField(null=True)  # per column a field key or ""; None until mapped
+    language = models.CharField(max_length=10, default="ja")  # of the person who started it, for its messages
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    row_count = models.PositiveIntegerField(default=0)  # records read
+    imported_count = models.PositiveIntegerField(default=0)
+    created_area_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list)  # [{"line" (the Excel row), "field" (the header), "message"}]
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} ({self.state})"

@@ -6,6 +6,7 @@ from django.utils import timezone
 from tenants.tasks import active_schema_names, tenant_task
 from tenants.wakeups import due_schema_names, run_each_tenant
 from watch.actions import OVERDUE, do_mark_overdue, do_resume_ended_pauses
+from watch.importing import do_run_import_job
 
 logger = logging.getLogger(__name__)
 
@@ -33,3 +34,10 @@ def sweep_wakeups() -> int:
 @tenant_task
 def resume_ended_pauses() -> int:
     return do_resume_ended_pauses(timezone.localdate())
+
+
+@tenant_task(acks_late=True)
+def run_import_job(job_id: int) -> str | None:
+    """Import a residents' list of several thousand rows (an ImportJob), all or nothing;
+    a redelivered or repeated run finds the job finished and does nothing."""
+    return do_run_import_job(job_id)

@@ -11,8 +11,9 @@ from watch.importing import ImportReport, check_import, do_import_residents
 
 
 class Command(BaseCommand):
-    help = ("Check a residents' list (CSV, UTF-8 or Shift_JIS) against a tenant and print every error by line; "
-            "with --commit, import it all or nothing.")
+    help = ("Check a residents' list (CSV, UTF-8 or Shift_JIS) against a tenant and print every error by row "
+            "(as Excel numbers them) and column; with --commit, import it all or nothing. Columns are matched by "
+            "their headers or by the tenant's saved mapping (made on the import page).")
 
     def add_arguments(self, parser):
         parser.add_argument("schema_name", help="the tenant's schema")
@@ -48,15 +49,15 @@ class Command(BaseCommand):
                 report = check_import(data, create_areas=create_areas, actor=actor)
         self.print_report(report, commit=commit)
         if report.errors:
-            raise CommandError(f"{len(report.errors)} error(s) on {len(report.error_lines)} line(s); "
+            raise CommandError(f"{len(report.errors)} error(s) on {len(report.error_lines)} row(s); "
                                "nothing was imported")
 
     def print_report(self, report: ImportReport, *, commit: bool) -> None:
         out = self.stdout
         if report.encoding:
-            out.write(f"encoding: {report.encoding}, rows: {report.row_count}")
+            out.write(f"encoding: {report.encoding}, records read: {report.row_count}")
         for error in report.errors:
-            where = "file" if error.line is None else f"line {error.line}"
+            where = "file" if error.line is None else f"row {error.line}"
             column = f" [{error.field}]" if error.field else ""
             out.write(self.style.ERROR(f"{where}{column}: {error.message}"))
         if report.fatal:
@@ -65,6 +66,8 @@ class Command(BaseCommand):
         for names in report.new_areas:
             out.write(f"area {verb}: {' › '.join(names)}")
         if report.committed:
-            out.write(self.style.SUCCESS(f"imported {len(report.imported)} resident(s)"))
+            out.write(self.style.SUCCESS(f"{report.row_count} record(s) read, imported {len(report.imported)} "
+                                         "resident(s), 0 errors"))
         elif not commit:
-            out.write(f"{len(report.rows)} of {report.row_count} row(s) can be imported (dry run: nothing changed)")
+            out.write(f"{report.row_count} record(s) read: {len(report.rows)} can be imported, {len(report.errors)} "
+                      "error(s) (dry run: nothing changed)")
