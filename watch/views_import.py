@@ -178,8 +178,10 @@ def _render_mapping(request, job, table, columns, unknown, *, errors=(), status=
                                                            request.POST.get(_value_name(key, written), ""))
                                                           for written in unknown[key]]}
                   for key in CHOICE_FIELDS if key in unknown]
+    fields = [(f.key, str(f.label) if f.header in str(f.label) else f"{f.label} ({f.header})", f.required)
+              for f in FIELDS]
     return render(request, "watch/import_mapping.html", {
-        "job": job, "rows": rows, "fields": FIELDS, "value_rows": value_rows, "errors": errors,
+        "job": job, "rows": rows, "fields": fields, "value_rows": value_rows, "errors": errors,
         "UNCHOSEN": UNCHOSEN, "IGNORE": IGNORE,
     }, status=status)
 
