@@ -27,7 +27,7 @@ from tenants.accounts.models import User, hash_token
 from tenants.context import absolute_url
 from tenants.tasks import enqueue_on_commit
 from tenants.wakeups import RETRY_AFTER, do_lower_wakeup, do_set_wakeup
-from watch.access import can_see_resident, resident_audience, residents_for_user
+from watch.access import can_see_resident, resident_audience
 from watch.models import AreaMembership, Resident, Rhythm
 
 logger = logging.getLogger(__name__)
@@ -284,9 +284,13 @@ def _notify(concern: Concern, person: User, dedupe_key: str) -> None:
               urgent=concern.severity == Severity.URGENT, dedupe_key=dedupe_key, subject_resident=concern.resident_id)
 
 
+def can_act_on_concern(user: User, concern: Concern) -> bool:
+    """Those who may see the resident may act on the concern (watch.access decides)."""
+    return user.is_active and can_see_resident(user, concern.resident)
+
+
 def check_can_act_on_concern(user: User, concern: Concern) -> None:
-    """Those who may see the resident may act on the concern; anyone else is refused."""
-    if not user.is_active or not residents_for_user(user).filter(pk=concern.resident_id).exists():
+    if not can_act_on_concern(user, concern):
         raise PermissionDenied(_("You are not among the people watching over this resident."))
 
 
@@ -353,20 +357,26 @@ def do_take_reply(*, person: User, text: str, via: str, concern_id: int | None =
 
     With `concern_id` (the answer button under that concern's notification) it
     acknowledges that concern. A typed text is about the one open concern awaiting this
-    person's acknowledgement (an unused, unexpired link); with none or several, nothing
-    is guessed and nothing changes. It acknowledges that concern only if the whole text
-    is an acknowledging answer; any other text is kept on it as the person's message.
-    Someone who may no longer act on the concern changes nothing."""
+    person's acknowledgement (an unused, unexpired link); it acknowledges that concern
+    only if the whole text is an acknowledging answer, and any other text is kept on it as
+    the person's message. With several awaiting, an answer acknowledges none (which one
+    is not guessed) and a message is kept on each. Someone who may no longer act on a
+    concern changes nothing of it."""
     concerns = Concern.objects.select_related("resident__area")
     if concern_id is not None:
         concern = concerns.filter(pk=concern_id).first()
     else:
         awaiting = list(concerns.filter(
             state=Concern.State.OPEN, pk__in=AckLink.objects.filter(
-                user=person, used_at=None, expires_at__gt=timezone.now()).values("concern_id"))[:2])
+                user=person, used_at=None, expires_at__gt=timezone.now()).values("concern_id")))
         if len(awaiting) > 1:
-            logger.info("reply of user %s on %s not matched: several concerns await it", person.pk, via)
-            return Outcome.SEVERAL
+            if is_acknowledgement(text):
+                logger.info("reply of user %s on %s not matched: several concerns await it", person.pk, via)
+                return Outcome.SEVERAL
+            kept = [c for c in awaiting if can_act_on_concern(person, c)]
+            for each in kept:  # "倒れていた" must reach every team that asked this person
+                concern_event(each, ConcernEvent.Kind.MESSAGE, actor=person, note=text[:2000], via=via)
+            return Outcome.KEPT if kept else Outcome.NOTHING
         concern = awaiting[0] if awaiting else None
     if concern is None:
         return Outcome.NOTHING
