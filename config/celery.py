@@ -17,6 +17,9 @@ app.conf.beat_schedule = {
     # Escalation steps run when due even if their task was lost (see outreach.tasks).
     "sweep-escalations": {"task": "outreach.sweep_escalations", "schedule": 5.0, "options": {"expires": 10}},
     # Overdue residents whose concern a failed hook left out get it (see outreach.receivers).
+    # Imports whose task was lost are handed on again; stale uploads are deleted.
+    "sweep-import-jobs": {"task": "tenants.fan_out", "schedule": 5 * 60,
+                          "args": ("watch.tasks.sweep_import_jobs",), "options": {"expires": 240}},
     "repair-overdue-concerns": {"task": "tenants.fan_out", "schedule": 5 * 60,
                                 "args": ("outreach.tasks.repair_overdue_concerns",), "options": {"expires": 240}},
     "resume-ended-pauses": {"task": "tenants.fan_out", "schedule": 60 * 60,

@@ -24,7 +24,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -954,6 +954,31 @@ def do_start_import_job(*, actor: User, job: ImportJob) -> bool:
         enqueue_on_commit(run_import_job, job.pk)
     job.refresh_from_db()
     return True
+
+
+# An upload never mapped or started holds a municipal list of personal data: kept a day.
+PENDING_JOB_TTL = timedelta(hours=24)
+
+
+def do_sweep_import_jobs(now=None) -> tuple[list[int], int]:
+    """The database drives imports: every queued job that no run is importing (its task
+    was lost: Redis down at enqueue, a worker gone) is handed to a task again, and uploads
+    left pending past PENDING_JOB_TTL are deleted with their file. Returns (the ids
+    enqueued, the number deleted)."""
+    from watch.tasks import run_import_job  # tasks import this module
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        # A running import holds its job's row lock: skip_locked leaves exactly those out.
+        lost = list(ImportJob.objects.select_for_update(skip_locked=True)
+                    .filter(state=ImportJob.State.QUEUED).values_list("pk", flat=True))
+        for job_id in lost:
+            enqueue_on_commit(run_import_job, job_id)
+        expired, _kinds = ImportJob.objects.filter(state=ImportJob.State.PENDING,
+                                                   created_at__lt=now - PENDING_JOB_TTL).delete()
+    if lost or expired:
+        logger.info("import sweep: %d queued job(s) enqueued again, %d stale upload(s) deleted", len(lost), expired)
+    return lost, expired
 
 
 def progress_key(job_id: int) -> str:

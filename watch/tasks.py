@@ -6,7 +6,7 @@ from django.utils import timezone
 from tenants.tasks import active_schema_names, tenant_task
 from tenants.wakeups import due_schema_names, run_each_tenant
 from watch.actions import OVERDUE, do_mark_overdue, do_resume_ended_pauses
-from watch.importing import do_run_import_job
+from watch.importing import do_run_import_job, do_sweep_import_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,12 @@ def sweep_wakeups() -> int:
 @tenant_task
 def resume_ended_pauses() -> int:
     return do_resume_ended_pauses(timezone.localdate())
+
+
+@tenant_task
+def sweep_import_jobs() -> int:
+    lost, _expired = do_sweep_import_jobs()
+    return len(lost)
 
 
 @tenant_task(acks_late=True)

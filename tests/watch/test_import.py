@@ -1039,3 +1039,35 @@ def test_a_task_for_another_tenants_job_id_does_nothing(tenant_a, tenant_b, staf
     assert run_import_job("tenant_b", job.pk) is None
     with tenant_scope("tenant_a"):
         assert Resident.objects.count() == 0 and ImportJob.objects.get().state == ImportJob.State.QUEUED
+
+
+def test_the_sweep_imports_a_queued_job_whose_task_was_lost_and_deletes_stale_uploads(
+        tenant_a, tenant_b, staff_a, sample_areas, django_capture_on_commit_callbacks):
+    """Redis was down when the import was started: its task never came. The sweep, run
+    for each tenant, hands it on (the eager task imports it); an upload nobody mapped or
+    started for a day is deleted with its file; tenant B's sweep touches nothing of A."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from watch.tasks import sweep_import_jobs
+
+    with tenant_scope("tenant_a"):
+        lost = importing.do_create_import_job(actor=staff_a, file_name="large.csv", create_areas=False,
+                                              data=large_file(5))
+        ImportJob.objects.filter(pk=lost.pk).update(state=ImportJob.State.QUEUED)
+        stale = importing.do_create_import_job(actor=staff_a, file_name="old.csv", create_areas=False,
+                                               data=large_file(2))
+        ImportJob.objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(hours=25))
+        fresh = importing.do_create_import_job(actor=staff_a, file_name="new.csv", create_areas=False,
+                                               data=large_file(2))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweep_import_jobs("tenant_b") == 0
+    with tenant_scope("tenant_a"):
+        assert ImportJob.objects.filter(state=ImportJob.State.QUEUED).count() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweep_import_jobs("tenant_a") == 1
+    with tenant_scope("tenant_a"):
+        assert ImportJob.objects.get(pk=lost.pk).state == ImportJob.State.DONE
+        assert Resident.objects.count() == 5
+        assert set(ImportJob.objects.values_list("pk", flat=True)) == {lost.pk, fresh.pk}
