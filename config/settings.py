@@ -269,7 +269,8 @@ WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 
 EMAIL_BACKEND = env.get(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+    # Django's SMTP backend, telling a lost answer after DATA from a refusal (notifications.mail).
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "notifications.mail.EmailBackend",
 )
 EMAIL_HOST = env.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = env.get_int("EMAIL_PORT", 25)
@@ -318,6 +319,11 @@ WEBPUSH_ENDPOINT_PATTERN = env.get(
 )
 # Every provider call gives up after this many seconds (connect + answer).
 NOTIFICATION_PROVIDER_TIMEOUT = float(env.get("NOTIFICATION_PROVIDER_TIMEOUT", "10"))
+# Urgent notifications give a provider this long, then move to the person's next channel.
+NOTIFICATION_URGENT_TIMEOUT = float(env.get("NOTIFICATION_URGENT_TIMEOUT", "5"))
+# SMTP: the wait for the answer to the end of DATA (the server may be checking the
+# message). Past it the email may have been accepted: it is not sent again.
+NOTIFICATION_EMAIL_DATA_TIMEOUT = float(env.get("NOTIFICATION_EMAIL_DATA_TIMEOUT", "60"))
 # Waits (seconds) before the 2nd, 3rd, ... attempt on one channel after a transient
 # failure (timeout, connection error, 5xx, 429); after the last, the next channel.
 NOTIFICATION_RETRY_DELAYS = [int(s) for s in env.get_list("NOTIFICATION_RETRY_DELAYS", ["10", "30", "90"])]

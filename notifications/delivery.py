@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import smtplib
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,7 +29,9 @@ from django.utils.translation import gettext as _
 from notifications import credentials
 from notifications.events import send_event_on_commit, to_role
 from notifications.hooks import answerable_kinds
+from notifications.mail import OutcomeUnknown
 from notifications.models import Channel, ChannelPreference, DeliveryAttempt, Notification
+from tenants.context import primary_domain
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +42,15 @@ STAFF_ROLES = ("admin", "municipal_staff")
 @dataclass
 class ProviderResult:
     """What a provider answered. `transient`: worth trying the same channel again later
-    (timeout, connection error, 5xx, 429); otherwise a failure is final for the channel."""
+    (timeout, connection error, 5xx, 429); otherwise a failure is final for the channel.
+    `unknown`: no answer after the request went out, so the provider may have accepted it."""
 
     ok: bool
     status: int | None = None
     answer: str = ""
     error: str = ""
     transient: bool = False
+    unknown: bool = False
 
 
 def failure_for_status(status: int | None, answer: str = "", error: str = "") -> ProviderResult:
@@ -54,8 +59,42 @@ def failure_for_status(status: int | None, answer: str = "", error: str = "") ->
                           transient=transient)
 
 
-def timeout_seconds() -> float:
+def failure_for_exception(exc: BaseException) -> ProviderResult:
+    """A call that ended without an answer: unknown, unless it failed while connecting."""
+    unknown = not _failed_connecting(exc)
+    return ProviderResult(ok=False, error=f"{'unknown: ' if unknown else ''}{type(exc).__name__}: {exc}",
+                          transient=True, unknown=unknown)
+
+
+def _failed_connecting(exc: BaseException) -> bool:
+    """The error (or one it wraps: requests and urllib3 nest them) came before the request
+    was sent: refused, unresolvable, or no connection within the timeout."""
+    from urllib3.exceptions import ConnectTimeoutError  # NewConnectionError is one
+
+    stack, seen = [exc], set()
+    while stack:
+        error = stack.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, (ConnectTimeoutError, ConnectionRefusedError, socket.gaierror)):
+            return True
+        stack += [getattr(error, "reason", None), error.__cause__, error.__context__,
+                  *(a for a in error.args if isinstance(a, BaseException))]
+    return False
+
+
+def timeout_seconds(notification: Notification | None = None) -> float:
+    """Seconds a provider call may take (connect + answer); short for an urgent notification."""
+    if notification is not None and notification.urgent:
+        return min(float(settings.NOTIFICATION_URGENT_TIMEOUT), float(settings.NOTIFICATION_PROVIDER_TIMEOUT))
     return float(settings.NOTIFICATION_PROVIDER_TIMEOUT)
+
+
+def notification_key(notification: Notification) -> str:
+    """A stable identity of the notification towards the providers (LINE's retry key, the
+    email's Message-ID): the same for every attempt, unique across tenants."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"mimamori:{connection.schema_name}:{notification.pk}"))
 
 
 def absolute_url(path: str) -> str:
@@ -85,6 +124,11 @@ def message_text(notification: Notification, limit: int) -> str:
 
 class Provider(abc.ABC):
     channel: str
+    # After an attempt whose outcome is unknown, a provider is tried again only if a
+    # repeat cannot show the message twice (`repeat_safe`) or it can tell whether it
+    # has the message (`can_look_up`, see find_sent); otherwise the next channel is.
+    repeat_safe = False
+    can_look_up = False
 
     @abc.abstractmethod
     def configured(self) -> bool:
@@ -110,6 +154,11 @@ class Provider(abc.ABC):
 
 
 class EmailProvider(Provider):
+    """Email through Django's mail (notifications.mail.EmailBackend for SMTP). SMTP has no
+    idempotency: an email whose answer was lost after DATA is never sent again (the run
+    moves to the person's next channel); its Message-ID, fixed per notification, lets the
+    person's mail program show one copy of anything that still arrives twice."""
+
     channel = Channel.EMAIL
 
     def configured(self) -> bool:
@@ -118,18 +167,29 @@ class EmailProvider(Provider):
     def address(self, user, preference):
         return user.email
 
+    @staticmethod
+    def message_id(notification: Notification) -> str:
+        return f"<{notification_key(notification)}@{primary_domain(connection.schema_name) or 'mimamori.invalid'}>"
+
     def send(self, notification, preference):
         with translation.override(settings.LANGUAGE_CODE):
             prefix = _("[Urgent]") + " " if notification.urgent else ""
+        timeout = timeout_seconds(notification)
+        options = {"timeout": timeout}
+        if notification.urgent:
+            options["data_timeout"] = timeout  # only our SMTP backend reads it; the others take **kwargs
         message = EmailMessage(
             subject=prefix + notification.title,
             body=message_text(notification, 10_000),
             from_email=credentials.current().email_from,
             to=[notification.recipient.email],
-            connection=get_connection(timeout=timeout_seconds()),
+            headers={"Message-ID": self.message_id(notification)},
+            connection=get_connection(**options),
         )
         try:
             sent = message.send()
+        except OutcomeUnknown as exc:
+            return ProviderResult(ok=False, error=f"unknown: sent, no answer ({exc})", transient=True, unknown=True)
         except smtplib.SMTPRecipientsRefused as exc:
             return ProviderResult(ok=False, status=None, answer=str(exc.recipients)[:ANSWER_LIMIT],
                                   error="recipient refused")
@@ -138,7 +198,7 @@ class EmailProvider(Provider):
             # SMTP 4xx are temporary by definition, 5xx permanent.
             return ProviderResult(ok=False, status=exc.smtp_code, answer=answer[:ANSWER_LIMIT],
                                   error=type(exc).__name__, transient=exc.smtp_code < 500)
-        except (OSError, smtplib.SMTPException) as exc:
+        except (OSError, smtplib.SMTPException) as exc:  # before the message went out (see notifications.mail)
             return failure_for_status(None, error=f"{type(exc).__name__}: {exc}")
         return ProviderResult(ok=bool(sent), answer=f"accepted by {settings.EMAIL_BACKEND.rsplit('.', 2)[-2]}")
 
@@ -149,6 +209,7 @@ class LineProvider(Provider):
     twice: LINE answers 409 to the repeat, which counts as delivered."""
 
     channel = Channel.LINE
+    repeat_safe = True
 
     def configured(self) -> bool:
         return credentials.current().line_ready
@@ -166,13 +227,13 @@ class LineProvider(Provider):
             TextMessage,
         )
 
-        retry_key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mimamori:{connection.schema_name}:{notification.pk}"))
+        retry_key = notification_key(notification)
         request = PushMessageRequest(to=preference.line_user_id, messages=[TextMessage(
             text=message_text(notification, 5000), quick_reply=self.answer_button(notification))])
         try:
             with ApiClient(self._configuration()) as client:
                 response = MessagingApi(client).push_message_with_http_info(
-                    request, x_line_retry_key=retry_key, _request_timeout=timeout_seconds(),
+                    request, x_line_retry_key=retry_key, _request_timeout=timeout_seconds(notification),
                 )
         except ApiException as exc:
             body = (exc.body or b"").decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
@@ -180,7 +241,7 @@ class LineProvider(Provider):
                 return ProviderResult(ok=True, status=409, answer=("already accepted: " + body)[:ANSWER_LIMIT])
             return failure_for_status(exc.status, answer=body[:ANSWER_LIMIT], error=f"LINE {exc.status} {exc.reason}")
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            return failure_for_status(None, error=f"{type(exc).__name__}: {exc}")
+            return failure_for_exception(exc)
         raw = response.raw_data.decode("utf-8", "replace") if isinstance(response.raw_data, bytes) else ""
         return ProviderResult(ok=True, status=response.status_code, answer=raw[:ANSWER_LIMIT])
 
@@ -238,6 +299,7 @@ class SmsProvider(Provider):
     message among the number's recent ones before anything is sent again."""
 
     channel = Channel.SMS
+    can_look_up = True
     LOOKBACK = 50  # the number's most recent messages searched for an unanswered one
     NOT_SENT = {"failed", "undelivered", "canceled"}  # found, but it did not reach the person
 
@@ -248,13 +310,13 @@ class SmsProvider(Provider):
         return preference.phone
 
     @staticmethod
-    def _client():
+    def _client(notification: Notification):
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
         creds = credentials.current()
         client = Client(creds.twilio_account_sid, creds.twilio_auth_token,
-                        http_client=TwilioHttpClient(timeout=timeout_seconds(), pool_connections=False))
+                        http_client=TwilioHttpClient(timeout=timeout_seconds(notification), pool_connections=False))
         client.api.base_url = settings.TWILIO_API_BASE
         return client, creds.twilio_from_number
 
@@ -262,7 +324,7 @@ class SmsProvider(Provider):
         import requests
         from twilio.base.exceptions import TwilioRestException
 
-        client, from_number = self._client()
+        client, from_number = self._client(notification)
         try:
             message = client.messages.create(to=preference.phone, from_=from_number,
                                              body=message_text(notification, 1500))
@@ -270,12 +332,12 @@ class SmsProvider(Provider):
             return failure_for_status(exc.status, answer=f"{exc.code or ''} {exc.msg}".strip()[:ANSWER_LIMIT],
                                       error=f"Twilio {exc.status}")
         except (requests.RequestException, OSError) as exc:
-            return failure_for_status(None, error=f"{type(exc).__name__}: {exc}")
+            return failure_for_exception(exc)
         return ProviderResult(ok=True, status=201, answer=f"sid={message.sid} status={message.status}")
 
     def find_sent(self, notification, preference, since):
         try:
-            client, from_number = self._client()
+            client, from_number = self._client(notification)
             text = message_text(notification, 1500)
             recent = client.messages.list(to=preference.phone, from_=from_number, limit=self.LOOKBACK)
             earliest = since - timedelta(minutes=1)  # the provider's clock against ours
@@ -297,9 +359,11 @@ def webpush_endpoint_allowed(endpoint: str) -> bool:
 
 
 class WebPushProvider(Provider):
-    """Web push (VAPID) to a volunteer's phone through pywebpush."""
+    """Web push (VAPID) to a volunteer's phone through pywebpush. A repeat is safe: the
+    service worker shows it under a tag per notification, replacing an earlier copy."""
 
     channel = Channel.WEBPUSH
+    repeat_safe = True
 
     def configured(self) -> bool:
         return bool(settings.VAPID_PRIVATE_KEY and settings.VAPID_SUBJECT)
@@ -322,7 +386,7 @@ class WebPushProvider(Provider):
                 subscription_info=subscription, data=payload,
                 vapid_private_key=settings.VAPID_PRIVATE_KEY,
                 vapid_claims={"sub": settings.VAPID_SUBJECT},  # a fresh dict: pywebpush adds aud/exp to it
-                timeout=timeout_seconds(),
+                timeout=timeout_seconds(notification),
                 ttl=24 * 60 * 60,  # 0 would drop it when the phone is offline
                 headers={"Urgency": "high" if notification.urgent else "normal"},
             )
@@ -338,7 +402,7 @@ class WebPushProvider(Provider):
                 return ProviderResult(ok=False, error=str(exc.message)[:ANSWER_LIMIT])
             return failure_for_status(status, answer=answer[:ANSWER_LIMIT], error=f"push {status}")
         except (requests.RequestException, OSError) as exc:
-            return failure_for_status(None, error=f"{type(exc).__name__}: {exc}")
+            return failure_for_exception(exc)
         return ProviderResult(ok=True, status=response.status_code, answer=response.text[:ANSWER_LIMIT])
 
 
@@ -432,6 +496,13 @@ def do_deliver(notification_id: int) -> RunOutcome:
     that works, logging every attempt; reschedule on a transient failure; mark it
     failed (and tell staff) when every channel has failed.
 
+    An attempt whose outcome is unknown (no answer after the request went out, or cut
+    short by a dying worker) is repeated only on a channel where a repeat is safe or the
+    provider can say whether it has the message; otherwise (email) the run moves to the
+    next channel, and a notification that may have been accepted is never called failed
+    (UNCONFIRMED). An urgent notification moves to the next channel at once after a
+    transient failure, instead of waiting to retry the same one.
+
     Assumes the tenant's schema is active. Does nothing unless the notification is
     pending, due and not held by another run. Never holds a transaction across a
     provider call.
@@ -464,6 +535,9 @@ def do_deliver(notification_id: int) -> RunOutcome:
         if not lease.update(plan=plan, delivering_until=lease.token):
             return RunOutcome("lease-lost")
 
+    # Attempts left unfinished belong to runs that died (this run holds the lease).
+    DeliveryAttempt.objects.filter(notification_id=notification_id, finished_at__isnull=True).update(
+        unknown=True, error="unknown: the worker stopped during the call")
     delays = list(settings.NOTIFICATION_RETRY_DELAYS)
     index = notification.channel_index
     while index < len(plan):
@@ -472,9 +546,12 @@ def do_deliver(notification_id: int) -> RunOutcome:
         if provider is None or not provider.available(user, preference):
             index += 1  # the address or the credentials went away since the plan was made
             continue
+        unsure_since = _unanswered_since(notification_id, channel)
+        if unsure_since is not None and not (provider.repeat_safe or provider.can_look_up):
+            index += 1  # it may have arrived: never sent twice on this channel
+            continue
         if not lease.renew():
             return RunOutcome("lease-lost")
-        unsure_since = _unanswered_since(notification_id, channel)
         number = DeliveryAttempt.objects.filter(notification_id=notification_id, channel=channel).count() + 1
         attempt = DeliveryAttempt.objects.create(notification_id=notification_id, channel=channel, attempt=number,
                                                  started_at=timezone.now())
@@ -487,17 +564,22 @@ def do_deliver(notification_id: int) -> RunOutcome:
         except Exception as exc:  # a bug or an unforeseen library error: final for this channel
             logger.exception("notification %s: %s provider raised", notification_id, channel)
             result = ProviderResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+        unknown = result.unknown and not result.ok
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(
             finished_at=timezone.now(), ok=result.ok, provider_status=result.status,
-            provider_answer=(result.answer or "")[:ANSWER_LIMIT], error=result.error,
+            provider_answer=(result.answer or "")[:ANSWER_LIMIT], error=result.error, unknown=unknown,
         )
         logger.info("notification %s: %s attempt %s %s (%s)", notification_id, channel, number,
-                    "ok" if result.ok else "failed", result.status or result.error)
+                    "ok" if result.ok else "unknown" if unknown else "failed", result.status or result.error)
         if result.ok:
             lease.update(state=Notification.State.DELIVERED, delivered_via=channel, delivered_at=timezone.now(),
                          channel_index=index)
             return RunOutcome("delivered")
-        if result.transient and number <= len(delays):
+        if unknown and not (provider.repeat_safe or provider.can_look_up):
+            index += 1
+            continue
+        hurry = notification.urgent and _another_channel(plan, index, user, preference)
+        if result.transient and number <= len(delays) and not hurry:
             delay = max(0, delays[number - 1])
             lease.update(channel_index=index, next_attempt_at=timezone.now() + timedelta(seconds=delay))
             return RunOutcome("retry", retry_in=delay)
@@ -507,16 +589,28 @@ def do_deliver(notification_id: int) -> RunOutcome:
 
 
 def _unanswered_since(notification_id: int, channel: str) -> datetime | None:
-    """When the first attempt on this channel started, if any attempt on it ended without
-    the provider's answer (timed out, connection lost, or cut short by a dying worker)."""
+    """When the first attempt on this channel started, if any attempt on it has an unknown
+    outcome (no answer after the request went out, or cut short by a dying worker)."""
     attempts = list(DeliveryAttempt.objects.filter(notification_id=notification_id, channel=channel)
-                    .order_by("pk").values_list("started_at", "provider_status", "ok"))
-    if any(status is None and not ok for _started, status, ok in attempts):
+                    .order_by("pk").values_list("started_at", "unknown"))
+    if any(unknown for _started, unknown in attempts):
         return attempts[0][0]
     return None
 
 
+def _another_channel(plan: list[str], index: int, user, preference: ChannelPreference) -> bool:
+    """A channel after plan[index] that this run could try."""
+    return any(c in PROVIDERS and PROVIDERS[c].available(user, preference) for c in plan[index + 1:])
+
+
 def _give_up(lease: _Lease, notification: Notification, index: int) -> RunOutcome:
+    """No channel left. Failed, unless a provider may have accepted it (an unknown outcome):
+    then it is UNCONFIRMED, and nobody is told it failed."""
+    if DeliveryAttempt.objects.filter(notification_id=notification.pk, unknown=True).exists():
+        if not lease.update(state=Notification.State.UNCONFIRMED, channel_index=index):
+            return RunOutcome("lease-lost")
+        logger.warning("notification %s: sent, not confirmed by any provider", notification.pk)
+        return RunOutcome("unconfirmed")
     with transaction.atomic():
         if not lease.update(state=Notification.State.FAILED, failed_at=timezone.now(), channel_index=index):
             return RunOutcome("lease-lost")

@@ -34,6 +34,9 @@ class Notification(models.Model):
         FAILED = "failed", _("Delivery failed")
         # The person has no external channel with an address: the app is the only way.
         IN_APP_ONLY = "in_app_only", _("In the app only")
+        # Handed to a provider whose answer was lost (email after a timeout past DATA),
+        # no other channel confirmed it: maybe delivered, never called failed.
+        UNCONFIRMED = "unconfirmed", _("Sent, delivery not confirmed")
 
     recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=64)
@@ -90,12 +93,15 @@ class DeliveryAttempt(models.Model):
     provider_status = models.PositiveSmallIntegerField(null=True, blank=True)
     provider_answer = models.CharField(max_length=1000, blank=True)
     error = models.TextField(blank=True)
+    # The provider may have accepted it but its answer was lost (a timeout or a dropped
+    # connection after the message was sent, a worker that died during the call).
+    unknown = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["started_at", "pk"]
 
     def __str__(self) -> str:
-        return f"{self.channel} #{self.attempt} {'ok' if self.ok else 'failed'}"
+        return f"{self.channel} #{self.attempt} {'ok' if self.ok else 'unknown' if self.unknown else 'failed'}"
 
 
 class ReceivedWebhookEvent(models.Model):

@@ -6,9 +6,12 @@ endpoint; it records every request and can be told to fail, hang or be slow for 
 next requests (optionally only on one path).
 """
 import base64
+import contextlib
+import email
 import json
 import os
 import re
+import socketserver
 import threading
 import time
 from dataclasses import dataclass, field
@@ -235,3 +238,105 @@ def push_receiver(fake_providers):
                                                                                 "auth": b64url(auth)}}
     return PushReceiver(subscription, key, auth)
 
+
+
+# A fake SMTP server ---------------------------------------------------------------
+@dataclass
+class FakeSMTP:
+    """A small SMTP server (socketserver, a thread per connection) that records every
+    message it accepted, at the end of DATA, before it answers. `late(n, seconds)`: the
+    next n messages are answered 250 only after `seconds` (accepted, answered late);
+    `refuse(n, code)`: the next n MAIL commands are answered `code`."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    messages: list = field(default_factory=list)  # email.message.Message, in the order accepted
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    rules: list[Rule] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def late(self, count: int, seconds: float) -> None:
+        self.rules.append(Rule("slow", count, seconds=seconds, path="DATA"))
+
+    def refuse(self, count: int, code: int = 451) -> None:
+        self.rules.append(Rule("fail", count, status=code, path="MAIL"))
+
+    def _rule_for(self, command: str) -> Rule | None:
+        with self.lock:
+            for rule in self.rules:
+                if rule.remaining > 0 and rule.path == command:
+                    rule.remaining -= 1
+                    return rule
+        return None
+
+    def message_ids(self) -> list[str]:
+        with self.lock:
+            return [m["Message-ID"] for m in self.messages]
+
+
+class SMTPHandler(socketserver.StreamRequestHandler):
+    fake: FakeSMTP
+
+    def reply(self, line: str) -> None:
+        with contextlib.suppress(OSError):  # the client may have given up
+            self.wfile.write(line.encode() + b"\r\n")
+            self.wfile.flush()
+
+    def handle(self):
+        self.reply("220 fake-smtp ESMTP")
+        while line := self.rfile.readline():
+            command = line.decode("ascii", "replace").strip()
+            verb = command.split(" ", 1)[0].upper()
+            if verb in ("EHLO", "HELO"):
+                self.reply("250 fake-smtp")
+            elif verb == "MAIL":
+                rule = self.fake._rule_for("MAIL")
+                self.reply(f"{rule.status} try again later" if rule else "250 OK")
+            elif verb in ("RCPT", "RSET", "NOOP"):
+                self.reply("250 OK")
+            elif verb == "DATA":
+                self.reply("354 End data with <CR><LF>.<CR><LF>")
+                lines = []
+                while (data := self.rfile.readline()) not in (b".\r\n", b""):
+                    lines.append(data[1:] if data.startswith(b"..") else data)
+                message = email.message_from_bytes(b"".join(lines))
+                with self.fake.lock:
+                    self.fake.messages.append(message)  # accepted, whenever the answer arrives
+                rule = self.fake._rule_for("DATA")
+                if rule:
+                    self.fake.release.wait(rule.seconds)
+                self.reply("250 OK queued")
+            elif verb == "QUIT":
+                self.reply("221 bye")
+                return
+            else:
+                self.reply("502 not implemented")
+
+
+def serve_fake_smtp():
+    """Run a FakeSMTP until the generator is closed (the body of a fixture)."""
+    fake = FakeSMTP()
+    handler = type("BoundSMTPHandler", (SMTPHandler,), {"fake": fake})
+    server = socketserver.ThreadingTCPServer((fake.host, 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    fake.port = server.server_address[1]
+    yield fake
+    fake.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def fake_smtp():
+    """The fake SMTP server; point EMAIL_HOST/EMAIL_PORT at (fake.host, fake.port)."""
+    yield from serve_fake_smtp()
+
+
+@pytest.fixture
+def smtp_settings(fake_smtp, settings):
+    """The product's SMTP backend pointed at the fake SMTP server."""
+    settings.EMAIL_BACKEND = "notifications.mail.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = fake_smtp.host, fake_smtp.port
+    return fake_smtp

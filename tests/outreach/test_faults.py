@@ -48,6 +48,7 @@ from tests.notifications.conftest import (
     TWILIO_TOKEN,
     FakeProviders,
     Handler,
+    serve_fake_smtp,
 )
 from tests.notifications.helpers import set_channels
 from tests.watch.conftest import make_resident
@@ -175,15 +176,17 @@ def workers(committed_db, provider, settings, tmp_path):
     broker.delete("celery", "unacked", "unacked_index")  # nothing left over from earlier tests
     started: list[Worker] = []
 
-    def start(concurrency: int = 1) -> Worker:
+    def start(concurrency: int = 1, queues: str = "celery", **env: str) -> Worker:
+        """`env`: settings of this worker's own (the fake SMTP server's address, timeouts)."""
         name = f"faults-{uuid.uuid4().hex[:8]}@localhost"
         log = tmp_path / f"{name.split('@')[0]}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [PYTHON, "-m", "celery", "-A", "config.celery:app", "worker", "-l", "WARNING",
                  "--concurrency", str(concurrency), "-P", "prefork", "-n", name, "--without-mingle",
-                 "--without-gossip"],
-                cwd=BASE_DIR, env=worker_env(provider), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                 "--without-gossip", "-Q", queues],
+                cwd=BASE_DIR, env={**worker_env(provider), **env}, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
         worker = Worker(proc, name, log)
         started.append(worker)
         deadline = time.monotonic() + WORKER_READY_S
@@ -516,3 +519,107 @@ def test_an_sms_accepted_by_twilio_but_answered_too_late_is_sent_once(team, work
     assert second.provider_answer.startswith(f"already accepted: sid={message['sid']}")
     assert [r.method for r in provider.to(f"/2010-04-01/Accounts/{TWILIO_SID}/")] == ["POST", "GET"]
     assert_each_step_notified_once(concern.pk, {1: [case_worker]}, provider)
+
+
+# Email and urgent fallback: people notified directly, email through the product's SMTP
+# backend to a fake SMTP server that records every message at the end of DATA.
+@pytest.fixture
+def smtp():
+    yield from serve_fake_smtp()
+
+
+def smtp_env(fake, **timeouts: str) -> dict[str, str]:
+    return {"EMAIL_BACKEND": "notifications.mail.EmailBackend", "EMAIL_HOST": fake.host,
+            "EMAIL_PORT": str(fake.port), **timeouts}
+
+
+def notify_now(user, key: str, urgent: bool = False) -> Notification:
+    """do_notify as an escalation step would; its delivery is enqueued on commit."""
+    from notifications.actions import do_notify
+
+    with tenant_scope("tenant_a"):
+        notification, created = do_notify(recipient=user, kind="concern.escalated", title="見守りが遅れています",
+                                          body="確認をお願いします。", dedupe_key=key, urgent=urgent)
+    assert created
+    return notification
+
+
+def message_id(notification: Notification) -> str:
+    key = uuid.uuid5(uuid.NAMESPACE_URL, f"mimamori:tenant_a:{notification.pk}")
+    with tenant_scope("tenant_a"):
+        from tenants.context import primary_domain
+
+        return f"<{key}@{primary_domain('tenant_a')}>"
+
+
+def settled(ids) -> bool:
+    with tenant_scope("tenant_a"):
+        return not Notification.objects.filter(pk__in=ids, state=Notification.State.PENDING).exists()
+
+
+def states(ids) -> list[str]:
+    with tenant_scope("tenant_a"):
+        return list(Notification.objects.filter(pk__in=ids).values_list("state", flat=True))
+
+
+def test_a_mail_server_answering_after_the_timeout_gets_each_email_once_and_none_is_marked_failed(
+    committed_db, workers, provider, smtp
+):
+    """Each of 8 emails is accepted at the end of DATA and answered after the client's wait
+    (2 s here): every attempt's outcome is unknown, none is sent again (there is no other
+    channel), and the notifications are unconfirmed, not failed."""
+    people = [make_user("tenant_a", f"mail-{n}", User.Role.VOLUNTEER, email=f"mail-{n}@example.jp")
+              for n in range(8)]
+    smtp.late(100, seconds=5.0)
+    worker = workers(concurrency=2, **smtp_env(smtp, NOTIFICATION_EMAIL_DATA_TIMEOUT="2"))
+    started = time.monotonic()
+    notifications = [notify_now(person, f"mail-late:{person.pk}") for person in people]
+    ids = [n.pk for n in notifications]
+    wait_until(lambda: settled(ids), "every email to be settled", workers_=[worker])
+    settle_s = time.monotonic() - started
+    sweep_deliveries()  # what beat sends: nothing is due any more
+    time.sleep(3)  # past the retry waits (1 s here): a repeat would have arrived
+    received = smtp.message_ids()
+    assert sorted(received) == sorted(message_id(n) for n in notifications)  # each exactly once
+    assert states(ids) == [Notification.State.UNCONFIRMED] * 8
+    log = delivery_log()
+    assert all(attempts == [("email", 1, False, True)] for attempts in log.values()), log
+    with tenant_scope("tenant_a"):
+        assert DeliveryAttempt.objects.filter(unknown=True).count() == 8
+    duplicated = len(received) - len(set(received))
+    print(f"FAULT TABLE | smtp accepts, answers after the client's timeout (8 emails) | lost 0 | "
+          f"duplicated {duplicated} | failed 0 | all settled (unconfirmed) after {settle_s:.1f} s")
+
+
+def test_a_worker_killed_while_the_mail_server_has_the_email_does_not_send_it_again(
+    committed_db, workers, provider, smtp
+):
+    """SIGKILL while the server holds its answer to the end of DATA: the next worker finds
+    the unfinished attempt, records it unknown and sends the email to nobody again."""
+    person = make_user("tenant_a", "mail-killed", User.Role.VOLUNTEER, email="mail-killed@example.jp")
+    smtp.late(100, seconds=60.0)
+    env = smtp_env(smtp, NOTIFICATION_EMAIL_DATA_TIMEOUT="30")
+    first = workers(**env)
+    notification = notify_now(person, "mail-killed")
+    wait_until(lambda: smtp.messages, "the mail server to have the email", workers_=[first])
+    first.kill()
+    killed_at = time.monotonic()
+    assert delivery_log() == {f"mail-killed/{person.pk}": [("email", 1, False, False)]}
+
+    def lease_expired():
+        with tenant_scope("tenant_a"):
+            return Notification.objects.filter(pk=notification.pk, delivering_until__lt=timezone.now()).exists()
+
+    wait_until(lease_expired, "the dead worker's lease to expire", timeout=15)
+    second = workers(**env)  # also takes the dead worker's message again (visibility timeout)
+    wait_until(lambda: settled([notification.pk]), "the notification to be settled", every=sweep_deliveries,
+               workers_=[second])
+    recovery_s = time.monotonic() - killed_at
+    time.sleep(2)
+    assert smtp.message_ids() == [message_id(notification)]
+    assert states([notification.pk]) == [Notification.State.UNCONFIRMED]
+    with tenant_scope("tenant_a"):
+        [attempt] = DeliveryAttempt.objects.filter(notification=notification)
+    assert attempt.unknown and attempt.finished_at is None and attempt.error.startswith("unknown: ")
+    print(f"FAULT TABLE | worker SIGKILLed while the mail server has the email | lost 0 | "
+          f"duplicated {len(smtp.messages) - 1} | settled {recovery_s:.1f} s after the kill (lease 8 s)")
