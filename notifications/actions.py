@@ -105,7 +105,7 @@ def do_notify(*, recipient, kind: str, title: str, body: str, url: str = "", urg
     }, [to_user(recipient.pk)])
     from notifications.tasks import deliver  # tasks import delivery, which imports nothing of this module
 
-    enqueue_on_commit(deliver, notification.pk)
+    enqueue_on_commit(deliver, notification.pk, urgent)  # urgent: its own queue (tasks.route_delivery)
     return notification, True
 
 

@@ -17,22 +17,34 @@ MAX_COUNTDOWN = 240
 # A notification due this long ago and not held by any run has lost its message.
 SWEEP_GRACE = timedelta(seconds=20)
 SWEEP_BATCH = 500
+# Urgent deliveries have a queue and a worker of their own (see `start`): a provider
+# that hangs on everybody else's notifications does not hold them up.
+URGENT_QUEUE = "urgent"
 
 
-def schedule_delivery(notification_id: int, delay: float) -> None:
+def route_delivery(name, args, kwargs, options, task=None, **kw):
+    """Celery router (CELERY_TASK_ROUTES): `deliver(schema, id, True)` goes to the urgent
+    queue, whoever enqueues it."""
+    if name == deliver.name and len(args) > 2 and args[2]:
+        return {"queue": URGENT_QUEUE}
+    return None
+
+
+def schedule_delivery(notification_id: int, delay: float, urgent: bool = False) -> None:
     """Run `deliver` again after `delay` seconds, once the current transaction commits."""
     schema_name = connection.schema_name
     transaction.on_commit(
-        lambda: deliver.apply_async((schema_name, notification_id), countdown=max(0.0, delay))
+        lambda: deliver.apply_async((schema_name, notification_id, urgent), countdown=max(0.0, delay))
     )
 
 
 @tenant_task(acks_late=True, time_limit=settings.NOTIFICATION_LEASE_SECONDS)
-def deliver(notification_id: int) -> str:
-    """One delivery run (see notifications.delivery.do_deliver); idempotent."""
+def deliver(notification_id: int, urgent: bool = False) -> str:
+    """One delivery run (see notifications.delivery.do_deliver); idempotent. `urgent` only
+    picks the queue (route_delivery): the row says what the run does."""
     outcome = do_deliver(notification_id)
     if outcome.retry_in is not None and outcome.retry_in <= MAX_COUNTDOWN:
-        schedule_delivery(notification_id, outcome.retry_in)
+        schedule_delivery(notification_id, outcome.retry_in, urgent)
     return outcome.status
 
 
@@ -45,9 +57,9 @@ def sweep_deliveries() -> int:
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now - SWEEP_GRACE))
         .filter(Q(delivering_until__isnull=True) | Q(delivering_until__lt=now))
         .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:SWEEP_BATCH]
+        .values_list("pk", "urgent")[:SWEEP_BATCH]
     )
-    ids = list(due)
-    for notification_id in ids:
-        deliver.delay(connection.schema_name, notification_id)
-    return len(ids)
+    rows = list(due)
+    for notification_id, urgent in rows:
+        deliver.delay(connection.schema_name, notification_id, urgent)
+    return len(rows)

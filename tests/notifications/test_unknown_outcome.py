@@ -8,7 +8,7 @@ from django.core import mail
 from django.utils import timezone
 
 from notifications.models import DeliveryAttempt, Notification
-from notifications.tasks import deliver, sweep_deliveries
+from notifications.tasks import URGENT_QUEUE, deliver, sweep_deliveries
 from tenants.context import primary_domain, tenant_scope
 from tests.notifications.conftest import LINE_USER
 from tests.notifications.helpers import attempts, notify, reload, set_channels
@@ -159,3 +159,13 @@ def test_a_non_urgent_notification_retries_the_same_channel_first(
     fake_providers.fail(1, status=503)
     notification, _ = notify(django_capture_on_commit_callbacks, volunteer_a)
     assert attempts(notification) == [("line", 1, False), ("line", 2, True)] and mail.outbox == []
+
+
+def test_urgent_deliveries_are_routed_to_their_own_queue():
+    from config.celery import app
+
+    def queue(*args):
+        return app.amqp.router.route({}, deliver.name, args=args, kwargs={})["queue"].name
+
+    assert queue("tenant_a", 1, True) == URGENT_QUEUE
+    assert queue("tenant_a", 1, False) == queue("tenant_a", 1) == app.conf.task_default_queue

@@ -173,10 +173,10 @@ def workers(committed_db, provider, settings, tmp_path):
 
     settings.CELERY_TASK_ALWAYS_EAGER = False
     broker = redis.Redis.from_url(django_settings.REDIS_URL)
-    broker.delete("celery", "unacked", "unacked_index")  # nothing left over from earlier tests
+    broker.delete("celery", "urgent", "unacked", "unacked_index")  # nothing left over from earlier tests
     started: list[Worker] = []
 
-    def start(concurrency: int = 1, queues: str = "celery", **env: str) -> Worker:
+    def start(concurrency: int = 1, queues: str = "celery,urgent", **env: str) -> Worker:
         """`env`: settings of this worker's own (the fake SMTP server's address, timeouts)."""
         name = f"faults-{uuid.uuid4().hex[:8]}@localhost"
         log = tmp_path / f"{name.split('@')[0]}.log"
@@ -623,3 +623,43 @@ def test_a_worker_killed_while_the_mail_server_has_the_email_does_not_send_it_ag
     assert attempt.unknown and attempt.finished_at is None and attempt.error.startswith("unknown: ")
     print(f"FAULT TABLE | worker SIGKILLed while the mail server has the email | lost 0 | "
           f"duplicated {len(smtp.messages) - 1} | settled {recovery_s:.1f} s after the kill (lease 8 s)")
+
+
+def test_an_urgent_notification_passes_a_hung_line_api_within_30_s_and_others_do_not_hold_it_up(
+    committed_db, workers, provider, smtp
+):
+    """LINE never answers. Four non-urgent notifications to LINE users occupy the ordinary
+    worker (one process, the usual 10 s timeout and 10/30/90 s waits); an urgent one to a
+    person with [line, email] goes to the urgent worker, gives LINE the urgent timeout
+    (5 s) once, and is emailed at once."""
+    provider.hang(100, path=LINE_PATH)
+    others = [make_user("tenant_a", f"line-{n}", User.Role.VOLUNTEER) for n in range(4)]
+    for n, other in enumerate(others, start=10):
+        set_channels(other, ["line"], line_user_id=line_id(n))
+    volunteer = make_user("tenant_a", "urgent-volunteer", User.Role.VOLUNTEER, email="urgent@example.jp")
+    set_channels(volunteer, ["line", "email"], line_user_id=line_id(1))
+    env = smtp_env(smtp, NOTIFICATION_PROVIDER_TIMEOUT="10", NOTIFICATION_URGENT_TIMEOUT="5",
+                   NOTIFICATION_RETRY_DELAYS="10,30,90", NOTIFICATION_LEASE_SECONDS="30")
+    ordinary = workers(queues="celery", **env)
+    urgent_worker = workers(queues="urgent", **env)
+    for other in others:
+        notify_now(other, f"ordinary:{other.pk}")
+    wait_until(lambda: provider.to(LINE_PATH), "the ordinary worker to hang on LINE", workers_=[ordinary])
+    started = time.monotonic()
+    notification = notify_now(volunteer, "urgent", urgent=True)
+    wait_until(lambda: smtp.messages, "the urgent email", workers_=[ordinary, urgent_worker])
+    arrival_s = time.monotonic() - started
+    wait_until(lambda: settled([notification.pk]), "the urgent notification to be delivered", timeout=10)
+    assert arrival_s < 30
+    assert smtp.message_ids() == [message_id(notification)]
+    key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mimamori:tenant_a:{notification.pk}"))
+    pushes = [r for r in provider.to(LINE_PATH) if r.headers["X-Line-Retry-Key"] == key]
+    assert len(pushes) <= 1
+    with tenant_scope("tenant_a"):
+        delivered = Notification.objects.get(pk=notification.pk)
+        line_attempt = DeliveryAttempt.objects.get(notification=notification, channel="line")
+    assert delivered.state == Notification.State.DELIVERED and delivered.delivered_via == "email"
+    assert line_attempt.unknown and (line_attempt.finished_at - line_attempt.started_at).total_seconds() < 7
+    print(f"FAULT TABLE | LINE API hangs, urgent notification to [line, email] | lost 0 | duplicated 0 | "
+          f"email arrived {arrival_s:.1f} s after notify (LINE pushes for its key: {len(pushes)}; "
+          f"4 ordinary LINE deliveries hanging meanwhile)")

@@ -81,7 +81,11 @@ class Command(BaseCommand):
             "web": [python, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
                     "--lifespan", "off", "--no-access-log", "--no-proxy-headers"],
             "worker": [python, "-m", "celery", "-A", "config.celery:app", "worker", "-l", "INFO",
-                       "--concurrency", "2", "-n", "worker@%h"],
+                       "--concurrency", "2", "-n", "worker@%h", "-Q", "celery,urgent"],
+            # Urgent deliveries only (notifications.tasks.route_delivery): never behind others'
+            # deliveries to a hung provider; the main worker takes them too when it is free.
+            "urgent-worker": [python, "-m", "celery", "-A", "config.celery:app", "worker", "-l", "INFO",
+                              "--concurrency", "2", "-n", "urgent@%h", "-Q", "urgent"],
             "beat": [python, "-m", "celery", "-A", "config.celery:app", "beat", "-l", "INFO", "-s", str(schedule)],
         }
         stopping = []
