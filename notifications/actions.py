@@ -34,9 +34,27 @@ UNSET = object()
 
 # Reading ------------------------------------------------------------------------------
 
+# Apps to the right register functions (user, notifications) -> the notifications whose
+# subject (a resident) the user may see; this app knows no residents.
+subject_filters: list = []
+
+
+def visible_subjects(user, notifications: QuerySet[Notification]) -> QuerySet[Notification]:
+    """Of `notifications`, those about no resident or about one `user` may see now."""
+    for keep_visible in subject_filters:
+        notifications = keep_visible(user, notifications)
+    return notifications
+
+
+def subject_visible_to(user, notification: Notification) -> bool:
+    return visible_subjects(user, Notification.objects.filter(pk=notification.pk)).exists()
+
+
 def notifications_for_user(user) -> QuerySet[Notification]:
-    """The user's own notifications, newest first. Nobody sees anyone else's."""
-    return Notification.objects.filter(recipient=user).order_by("-created_at", "-pk")
+    """The user's own notifications, newest first, of those about residents they may still
+    see (someone taken off a resident's team no longer reads about her). Nobody sees
+    anyone else's."""
+    return visible_subjects(user, Notification.objects.filter(recipient=user)).order_by("-created_at", "-pk")
 
 
 def get_notification_for_user(user, notification_id) -> Notification:
@@ -48,7 +66,7 @@ def get_notification_for_user(user, notification_id) -> Notification:
 
 
 def get_unread_count_for_user(user) -> int:
-    return Notification.objects.filter(recipient=user, read_at=None).count()
+    return notifications_for_user(user).filter(read_at=None).count()
 
 
 def get_preference_for_user(user) -> ChannelPreference:
@@ -56,19 +74,11 @@ def get_preference_for_user(user) -> ChannelPreference:
     return ChannelPreference.objects.filter(user=user).first() or ChannelPreference(user=user)
 
 
-# Apps to the right register functions (user, notifications) -> the notifications whose
-# subject (a resident) the user may see; this app knows no residents.
-subject_filters: list = []
-
-
 def failed_notifications_for_user(user) -> QuerySet[Notification]:
     """Notifications that failed for good, newest failure first, of those whose subject
     the user may see (staff only: the view checks the role)."""
-    notifications = (Notification.objects.filter(state=Notification.State.FAILED)
-                     .select_related("recipient").prefetch_related("attempts").order_by("-failed_at", "-pk"))
-    for keep_visible in subject_filters:
-        notifications = keep_visible(user, notifications)
-    return notifications
+    return visible_subjects(user, Notification.objects.filter(state=Notification.State.FAILED)
+                            .select_related("recipient").prefetch_related("attempts").order_by("-failed_at", "-pk"))
 
 
 # Notifying ----------------------------------------------------------------------------

@@ -27,10 +27,12 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from notifications import credentials
-from notifications.events import send_event_on_commit, to_role
+from notifications.actions import do_forget_webpush_subscription, subject_visible_to
+from notifications.events import send_event_on_commit, to_user
 from notifications.hooks import answerable_kinds
 from notifications.mail import OutcomeUnknown
 from notifications.models import Channel, ChannelPreference, DeliveryAttempt, Notification
+from tenants.accounts.models import User
 from tenants.context import primary_domain
 
 logger = logging.getLogger(__name__)
@@ -394,9 +396,7 @@ class WebPushProvider(Provider):
             status = exc.response.status_code if exc.response is not None else None
             answer = exc.response.text if exc.response is not None else ""
             if status in (404, 410):
-                # The browser unsubscribed. Imported here, not above: actions enqueue the tasks that run this.
-                from notifications.actions import do_forget_webpush_subscription
-
+                # The browser unsubscribed.
                 do_forget_webpush_subscription(preference=preference, endpoint=subscription.get("endpoint", ""))
             if status is None:
                 return ProviderResult(ok=False, error=str(exc.message)[:ANSWER_LIMIT])
@@ -514,6 +514,11 @@ def do_deliver(notification_id: int) -> RunOutcome:
     user = notification.recipient
     preference = preference_for(user)
 
+    if not subject_visible_to(user, notification):
+        # Taken off the resident's team (consent withdrawn, moved) since it was written.
+        lease.update(state=Notification.State.WITHDRAWN)
+        return RunOutcome("withdrawn")
+
     if notification.read_at is not None:
         # Seen in the app while waiting (quiet hours, backoff): nothing left to tell.
         lease.update(state=Notification.State.DELIVERED, delivered_via="app", delivered_at=notification.read_at)
@@ -617,11 +622,14 @@ def _give_up(lease: _Lease, notification: Notification, index: int) -> RunOutcom
         recipient = notification.recipient
         with translation.override(settings.LANGUAGE_CODE):
             text = _("A notification to %(name)s could not be delivered on any channel.") % {"name": recipient}
-        # Ids and the recipient's name only: the title may name a resident.
+        # Ids and the recipient's name only (the title may name a resident), to the staff
+        # who may see what it was about (those who see it on the failed-deliveries page).
+        staff = [user for user in User.objects.filter(role__in=STAFF_ROLES, is_active=True)
+                 if subject_visible_to(user, notification)]
         send_event_on_commit(connection.schema_name, {
             "type": "notification.failed", "text": text,
             "notification": {"id": notification.pk, "kind": notification.kind, "recipient_id": recipient.pk,
                              "recipient": str(recipient), "urgent": notification.urgent},
-        }, [to_role(role) for role in STAFF_ROLES])
+        }, [to_user(user.pk) for user in staff])
     logger.warning("notification %s failed on every channel", notification.pk)
     return RunOutcome("failed")

@@ -37,6 +37,8 @@ class Notification(models.Model):
         # Handed to a provider whose answer was lost (email after a timeout past DATA),
         # no other channel confirmed it: maybe delivered, never called failed.
         UNCONFIRMED = "unconfirmed", _("Sent, delivery not confirmed")
+        # Not sent: before it went out, its recipient could no longer see its resident.
+        WITHDRAWN = "withdrawn", _("Not sent: no longer about someone the person may see")
 
     recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=64)

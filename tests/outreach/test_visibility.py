@@ -189,3 +189,60 @@ def test_escalation_notifies_nobody_who_may_not_see_the_resident(people, hanako,
             if notification.recipient.role in (User.Role.VOLUNTEER, User.Role.ASSOCIATION_OFFICER):
                 assert NOTE not in notification.title + notification.body
             assert resident in residents_for_user(notification.recipient)
+
+
+def notify_about(resident, recipient, django_capture_on_commit_callbacks, key="test:about"):
+    from notifications.actions import do_notify
+
+    with django_capture_on_commit_callbacks(execute=False), tenant_scope("tenant_a"):
+        notification, _created = do_notify(recipient=recipient, kind="concern", title=f"見守り：{resident.name}",
+                                           body="", dedupe_key=key, subject_resident=resident.pk)
+    return notification
+
+
+def test_taken_off_a_residents_team_the_volunteer_no_longer_reads_notifications_about_her(
+        people, hanako, django_capture_on_commit_callbacks):
+    notify_about(hanako, people["volunteer"], django_capture_on_commit_callbacks)
+    client = signed_in("volunteer-a")
+    assert "山田 花子" in client.get("/notifications/").content.decode()
+    assert client.get("/notifications/unread-count/").json() == {"unread": 1}
+    with tenant_scope("tenant_a"):
+        Assignment.objects.filter(resident=hanako, user=people["volunteer"]).delete()
+    assert "山田 花子" not in client.get("/notifications/").content.decode()
+    assert client.get("/notifications/unread-count/").json() == {"unread": 0}
+
+
+def test_a_notification_whose_recipient_can_no_longer_see_the_resident_is_not_sent(
+        people, hanako, django_capture_on_commit_callbacks):
+    """Consent withdrawn between the notification and its delivery: nothing goes out."""
+    from django.core import mail
+
+    from notifications.delivery import do_deliver
+    from notifications.models import Notification
+
+    notification = notify_about(hanako, people["volunteer"], django_capture_on_commit_callbacks)
+    with tenant_scope("tenant_a"):
+        actions.do_record_consent(actor=None, resident=hanako, status="withdrawn")
+        assert do_deliver(notification.pk).status == "withdrawn"
+        assert Notification.objects.get(pk=notification.pk).state == Notification.State.WITHDRAWN
+    assert mail.outbox == []
+
+
+def test_a_failed_delivery_is_announced_only_to_staff_who_may_see_its_resident(
+        people, hanako, areas_a, captured_events, django_capture_on_commit_callbacks):
+    from notifications.delivery import _give_up, _Lease
+    from notifications.models import Notification
+
+    elsewhere = make_user("tenant_a", "kodo-staff", User.Role.MUNICIPAL_STAFF)
+    attach(elsewhere, areas_a["kodo"])
+    admin = make_user("tenant_a", "admin-x", User.Role.ADMIN)
+    notification = notify_about(hanako, people["volunteer"], django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True), tenant_scope("tenant_a"):
+        lease = _Lease(notification.pk)
+        assert lease.claim()
+        _give_up(lease, Notification.objects.select_related("recipient").get(pk=notification.pk), 0)
+    groups = {group for group, event in captured_events if event["type"] == "notification.failed"}
+    with tenant_scope("tenant_a"):
+        admins = set(User.objects.filter(role=User.Role.ADMIN).values_list("pk", flat=True))
+    assert admin.pk in admins
+    assert groups == {f"tenant_a.user.{pk}" for pk in {people["staff"].pk, *admins}}  # not kodo-staff
