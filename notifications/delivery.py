@@ -32,13 +32,12 @@ from notifications.events import send_event_on_commit, to_user
 from notifications.hooks import answerable_kinds
 from notifications.mail import OutcomeUnknown
 from notifications.models import Channel, ChannelPreference, DeliveryAttempt, Notification
-from tenants.accounts.models import User
+from tenants.accounts.models import STAFF_ROLES, User
 from tenants.context import primary_domain
 
 logger = logging.getLogger(__name__)
 
 ANSWER_LIMIT = 1000
-STAFF_ROLES = ("admin", "municipal_staff")
 
 
 @dataclass

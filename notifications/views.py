@@ -21,11 +21,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from notifications import actions, credentials, delivery
 from notifications.models import Channel, ReceivedWebhookEvent
+from tenants.accounts.models import STAFF_ROLES
 
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
-STAFF_ROLES = {"admin", "municipal_staff"}
 
 
 @login_required

@@ -33,6 +33,7 @@ from watch.models import AreaMembership, Resident, Rhythm
 logger = logging.getLogger(__name__)
 
 ESCALATION = "escalation"  # wakeup purpose
+NOTE_MAX = ConcernEvent._meta.get_field("note").max_length
 ACK_LINK_TTL = timedelta(hours=24)
 # A step names its targets, whose people are notified together, then waits.
 # Used when a tenant has no policy that matches: volunteer → case worker → area staff.
@@ -117,8 +118,8 @@ def do_raise_concern(*, resident: Resident, cause: str, severity: str | None = N
     severity = severity or SEVERITY_BY_CAUSE.get(cause, Severity.NORMAL)
     if severity not in Severity.values:
         raise ValidationError({"severity": [_("Choose one of the severities offered.")]})
-    if len(note) > 2000:
-        raise ValidationError({"note": [_("The note is too long (at most %(max)d characters).") % {"max": 2000}]})
+    if len(note) > NOTE_MAX:
+        raise ValidationError({"note": [_("The note is too long (at most %(max)d characters).") % {"max": NOTE_MAX}]})
     with transaction.atomic():
         for _attempt in range(2):
             existing = (Concern.objects.select_for_update().select_related("resident__area")
@@ -303,7 +304,7 @@ def do_acknowledge_concern(*, concern: Concern, actor: User, note: str = "", via
             next_step_at=None, timer=uuid.uuid4())
         if changed:
             concern.refresh_from_db()
-            concern_event(concern, ConcernEvent.Kind.ACKNOWLEDGED, actor=actor, note=note[:2000], via=via)
+            concern_event(concern, ConcernEvent.Kind.ACKNOWLEDGED, actor=actor, note=note[:NOTE_MAX], via=via)
     return bool(changed)
 
 
@@ -319,7 +320,7 @@ def do_close_concern(*, concern: Concern, actor: User, state: str, note: str = "
             state=state, closed_at=timezone.now(), closed_by=actor, next_step_at=None, timer=uuid.uuid4())
         if changed:
             concern.refresh_from_db()
-            concern_event(concern, state, actor=actor, note=note[:2000])
+            concern_event(concern, state, actor=actor, note=note[:NOTE_MAX])
     return bool(changed)
 
 
@@ -375,7 +376,7 @@ def do_take_reply(*, person: User, text: str, via: str, concern_id: int | None =
                 return Outcome.SEVERAL
             kept = [c for c in awaiting if can_act_on_concern(person, c)]
             for each in kept:  # "倒れていた" must reach every team that asked this person
-                concern_event(each, ConcernEvent.Kind.MESSAGE, actor=person, note=text[:2000], via=via)
+                concern_event(each, ConcernEvent.Kind.MESSAGE, actor=person, note=text[:NOTE_MAX], via=via)
             return Outcome.KEPT if kept else Outcome.NOTHING
         concern = awaiting[0] if awaiting else None
     if concern is None:
@@ -386,7 +387,7 @@ def do_take_reply(*, person: User, text: str, via: str, concern_id: int | None =
         logger.info("reply of user %s on %s: no longer among those watching concern %s", person.pk, via, concern.pk)
         return Outcome.NOTHING
     if concern_id is None and not is_acknowledgement(text):
-        concern_event(concern, ConcernEvent.Kind.MESSAGE, actor=person, note=text[:2000], via=via)
+        concern_event(concern, ConcernEvent.Kind.MESSAGE, actor=person, note=text[:NOTE_MAX], via=via)
         return Outcome.KEPT
     with transaction.atomic():
         if not do_acknowledge_concern(concern=concern, actor=person, via=via):

@@ -38,7 +38,7 @@ OVERDUE = "overdue"  # wakeup purpose
 MAX_FUTURE = timedelta(minutes=5)
 # No contact, signal or answer is older than this: an earlier date is a wrong clock or input.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
-NOTE_MAX = 2000
+NOTE_MAX = ContactLog._meta.get_field("note").max_length
 
 
 # Areas.

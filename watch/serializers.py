@@ -4,10 +4,8 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from watch.access import can_see_sensitive, note_visible_to
-from watch.actions import check_contact_input
+from watch.actions import NOTE_MAX, check_contact_input
 from watch.models import Area, Channel, ContactLog, Device, EmergencyContact, Outcome, Resident, Rhythm
-
-NOTE_MAX = 2000
 
 
 def IdField(**kwargs):

@@ -46,6 +46,8 @@ class User(AbstractUser):
 
 
 TENANT_ROLES = [role for role in User.Role if role != User.Role.OPERATOR]
+# Those who run the tenant's notifications: they see failed deliveries (of the residents they may see).
+STAFF_ROLES = (User.Role.ADMIN, User.Role.MUNICIPAL_STAFF)
 
 
 def hash_token(token: str) -> str:
