@@ -106,7 +106,7 @@ ASGI_APPLICATION = "config.asgi.application"
 DATABASE_URL = env.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/mimamori")
 DATABASES = {
     "default": {
-        **env.database_from_url(DATABASE_URL),
+        **env.database_from_url(DATABASE_URL, connect_timeout=env.get_int("DATABASE_CONNECT_TIMEOUT", 2)),
         # django-tenants' backend, reading out-of-range dates of odd rows leniently (config/db/base.py).
         "ENGINE": "config.db",
         "CONN_MAX_AGE": env.get_int("DATABASE_CONN_MAX_AGE", 0),
@@ -126,6 +126,8 @@ CACHES = {
         "KEY_FUNCTION": "django_tenants.cache.make_key",
         "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
         "KEY_PREFIX": "mimamori",
+        # An unreachable Redis is an error in a second, not a hung request (see the sign-in throttle).
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
 
@@ -150,7 +152,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Urgent deliveries go to the "urgent" queue, which `start` gives a worker of its own.
 CELERY_TASK_ROUTES = ["notifications.tasks.route_delivery"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.get_int("CELERY_VISIBILITY_TIMEOUT", 300)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.get_int("CELERY_VISIBILITY_TIMEOUT", 300),
+    # A request enqueueing after its commit waits at most a few seconds for a broker that
+    # does not answer (tenants.tasks.enqueue logs it; the sweeps redo the work).
+    "socket_connect_timeout": 1, "socket_timeout": 5,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env.get_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True

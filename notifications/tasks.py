@@ -3,13 +3,13 @@ or a dead worker is made good by `sweep_deliveries` (every minute, all tenants).
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
 from notifications.delivery import do_deliver
 from notifications.models import Notification
-from tenants.tasks import tenant_task
+from tenants.tasks import enqueue_on_commit, tenant_task
 
 # Longer waits (quiet hours) are left to the sweep: on Redis, a message held past the
 # visibility timeout is delivered again, and again.
@@ -32,10 +32,7 @@ def route_delivery(name, args, kwargs, options, task=None, **kw):
 
 def schedule_delivery(notification_id: int, delay: float, urgent: bool = False) -> None:
     """Run `deliver` again after `delay` seconds, once the current transaction commits."""
-    schema_name = connection.schema_name
-    transaction.on_commit(
-        lambda: deliver.apply_async((schema_name, notification_id, urgent), countdown=max(0.0, delay))
-    )
+    enqueue_on_commit(deliver, notification_id, urgent, countdown=max(0.0, delay))
 
 
 @tenant_task(acks_late=True, time_limit=settings.NOTIFICATION_LEASE_SECONDS)

@@ -41,10 +41,29 @@ def tenant_task(*task_args, **task_options):
     return decorator
 
 
-def enqueue_on_commit(task, *args) -> None:
-    """Enqueue `task` for the current tenant once the surrounding transaction commits."""
+def enqueue_on_commit(task, *args, **options) -> None:
+    """Enqueue `task(schema, *args)` for the current tenant once the surrounding transaction
+    commits (`options` go to apply_async: a countdown). The commit is the answer: a broker
+    that is down is logged, never raised, and the task's sweep rebuilds the work from the
+    database (escalation steps: outreach.sweep_escalations; deliveries:
+    notifications.sweep_deliveries)."""
     schema_name = connection.schema_name
-    transaction.on_commit(lambda: task.delay(schema_name, *args))
+    transaction.on_commit(lambda: enqueue(task, schema_name, *args, **options))
+
+
+def enqueue(task, *args, **options) -> bool:
+    """apply_async(args, **options); False, logged, if the broker could not take it.
+    Eager tasks (tests) run here and keep their own errors."""
+    if task.app.conf.task_always_eager:
+        task.apply_async(args, **options)
+        return True
+    try:
+        task.apply_async(args, **options)
+    except Exception:
+        logger.exception("task %s for %s not enqueued (broker unavailable?); its sweep will redo it",
+                         task.name, args[0] if args else "-")
+        return False
+    return True
 
 
 def active_schema_names():

@@ -2,11 +2,14 @@
 import hashlib
 import logging
 import secrets
+import time
 from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.core.cache import cache
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
@@ -26,14 +29,45 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.strip().lower().encode()).hexdigest()[:32]
 
 
+# While Redis (the shared cache) is unreachable, counters are kept in this process.
+# Failing closed would lock everyone out of the platform for the outage, failing open
+# would allow unlimited guesses; a local count keeps every limit per process (with N
+# web processes, at most N times the limit), and nobody is locked out. After a failure
+# the shared cache is left alone for SHARED_CACHE_PAUSE, so that a Redis that hangs
+# costs one wait of its socket timeout, not one per counter.
+_local_counters = LocMemCache("mimamori-throttle-fallback", {
+    "KEY_FUNCTION": "django_tenants.cache.make_key", "KEY_PREFIX": "mimamori",
+    "OPTIONS": {"MAX_ENTRIES": 100_000},  # no culling of counters by a flood of names
+})
+CACHE_ERRORS = (redis.RedisError, OSError)
+SHARED_CACHE_PAUSE = 5.0
+_shared_cache_down_until = 0.0
+
+
+def _throttle_store(operation):
+    """operation(store) on the shared cache, or on this process's counters while it is unreachable."""
+    global _shared_cache_down_until
+    if time.monotonic() >= _shared_cache_down_until:
+        try:
+            return operation(cache)
+        except CACHE_ERRORS as error:
+            _shared_cache_down_until = time.monotonic() + SHARED_CACHE_PAUSE
+            logger.warning("throttle: the shared cache is unreachable (%s); counting in this process", error)
+    return operation(_local_counters)
+
+
 def _count(key: str, window: int) -> int:
     """Add one to the counter `key` (started with a lifetime of `window` seconds); its new value."""
-    cache.add(key, 0, timeout=window)
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=window)
-        return 1
+
+    def count(store) -> int:
+        store.add(key, 0, timeout=window)
+        try:
+            return store.incr(key)
+        except ValueError:  # expired between add and incr
+            store.add(key, 1, timeout=window)
+            return 1
+
+    return _throttle_store(count)
 
 
 def _sign_in_keys(username: str, address: str) -> tuple[str, str]:
@@ -60,11 +94,15 @@ def do_count_sign_in_attempt(username: str, address: str) -> bool:
 
 def do_record_sign_in_success(username: str, address: str) -> None:
     user_key, address_key = _sign_in_keys(username, address)
-    cache.delete(user_key)
-    try:
-        cache.decr(address_key)
-    except ValueError:
-        pass
+
+    def forget(store) -> None:
+        store.delete(user_key)
+        try:
+            store.decr(address_key)
+        except ValueError:
+            pass
+
+    _throttle_store(forget)
 
 
 def do_count_password_reset_request(email: str, address: str) -> bool:
