@@ -35,8 +35,9 @@ def get_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def database_from_url(url: str) -> dict:
-    """A Django DATABASES entry for postgresql://user:password@host:port/name?host=/socket."""
+def database_from_url(url: str, **default_options) -> dict:
+    """A Django DATABASES entry for postgresql://user:password@host:port/name?host=/socket;
+    `default_options` (connect_timeout) unless the URL's query sets them."""
     parsed = urlparse(url)
     if parsed.scheme not in {"postgres", "postgresql"}:
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgresql:// URL, not {parsed.scheme}://")
@@ -48,5 +49,5 @@ def database_from_url(url: str) -> dict:
         "PASSWORD": unquote(parsed.password or ""),
         "HOST": host,
         "PORT": str(parsed.port or ""),
-        "OPTIONS": query,
+        "OPTIONS": {**default_options, **query},
     }

@@ -11,3 +11,4 @@ urlpatterns = [
     path("accounts/", include((sign_in_patterns, "accounts"))),
     path("i18n/", include("django.conf.urls.i18n")),
 ]
+handler500 = "config.outage.server_error"

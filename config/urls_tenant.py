@@ -18,3 +18,4 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
 ]
 handler404 = "config.api.not_found"
+handler500 = "config.outage.server_error"
