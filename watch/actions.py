@@ -364,15 +364,65 @@ class DeviceThrottled(Exception):
 DEVICE_MIN_GAP = timedelta(seconds=1)
 
 
-def do_record_device_signal(*, device: Device, signal: str, at: datetime | None = None) -> ContactLog | None:
+DEVICE_KEY_MAX = 64
+DEVICE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
+_DEVICE_KEYS = uuid.UUID("6f1c9a52-3b8e-4d0f-9a57-2a1d6c3e8b40")
+
+
+def check_device_key(key: str | None) -> str | None:
+    """A device's idempotency key as sent (header, query or MQTT field): 1 to 64 letters,
+    digits or . _ : -, or None for none."""
+    if key is None:
+        return None
+    if not 0 < len(key) <= DEVICE_KEY_MAX or not DEVICE_KEY_CHARS.issuperset(key):
+        raise ValidationError({"key": [_("The idempotency key must be 1 to %(max)d letters, digits or . _ : -")
+                                       % {"max": DEVICE_KEY_MAX}]})
+    return key
+
+
+def _press_key(device: Device, key: str | None) -> uuid.UUID | None:
+    """The contact's idempotency key: the device's own key, within that device only."""
+    return uuid.uuid5(_DEVICE_KEYS, f"{device.pk}:{key}") if key else None
+
+
+def _press_already_logged(device: Device, contact_key: uuid.UUID | None, outcome: str) -> ContactLog | None:
+    existing = ContactLog.objects.filter(idempotency_key=contact_key).first() if contact_key else None
+    if existing is not None and existing.outcome != outcome:
+        raise IdempotencyConflict
+    return existing
+
+
+def do_record_device_signal(*, device: Device, signal: str, at: datetime | None = None,
+                            key: str | None = None) -> ContactLog | None:
     """A device's signal: every signal shows the device alive; "ok" and "call" are
     contacts with the resident ("call" asks for attention at once); a motion sensor's
     heartbeat is itself a sign of life. At most one signal per second per device
-    (DeviceThrottled otherwise); a revoked device's signals are ignored."""
+    (DeviceThrottled otherwise); a revoked device's signals are ignored.
+
+    A press sent again with the same `key` (a retry after a failure or a lost answer)
+    returns the contact logged the first time and changes nothing; the key used before
+    for the other press raises IdempotencyConflict. Heartbeats and battery reports repeat
+    harmlessly and keep no key."""
     if signal not in DeviceSignal.ALL:
         raise ValidationError({"signal": [_("Unknown device signal.")]})
+    check_device_key(key)
     at = at or timezone.now()
     resident = device.resident
+    press = signal in (DeviceSignal.OK, DeviceSignal.CALL_ME)
+    outcome = Outcome.FINE if signal == DeviceSignal.OK else Outcome.ASKED_FOR_CALL
+    contact_key = _press_key(device, key) if press else None
+    if (existing := _press_already_logged(device, contact_key, outcome)) is not None:
+        return existing
+    try:
+        return _record_device_signal(device, resident, signal, at, outcome, contact_key)
+    except (DeviceThrottled, IntegrityError):
+        # The same press raced us (its first try still in flight) and won: its entry.
+        if (existing := _press_already_logged(device, contact_key, outcome)) is not None:
+            return existing
+        raise
+
+
+def _record_device_signal(device, resident, signal, at, outcome, contact_key) -> ContactLog | None:
     with transaction.atomic():
         accepted = (
             Device.objects.filter(pk=device.pk, revoked_at=None)
@@ -383,9 +433,9 @@ def do_record_device_signal(*, device: Device, signal: str, at: datetime | None 
             raise DeviceThrottled
         _reset_rhythms(resident, at, channel=Channel.DEVICE, device=device)
         if signal in (DeviceSignal.OK, DeviceSignal.CALL_ME):
-            outcome = Outcome.FINE if signal == DeviceSignal.OK else Outcome.ASKED_FOR_CALL
             contact = ContactLog.objects.create(resident=resident, occurred_at=at, device=device,
-                                                channel=Channel.DEVICE, outcome=outcome)
+                                                channel=Channel.DEVICE, outcome=outcome,
+                                                idempotency_key=contact_key)
             _apply_contact(resident, contact)
             return contact
         if signal == DeviceSignal.HEARTBEAT and device.kind == Device.Kind.MOTION:

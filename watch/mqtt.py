@@ -1,9 +1,10 @@
 """The MQTT transport for device signals (the second one, beside the HTTP API).
 
 Devices publish to `mimamori/<tenant schema>/devices/<device id>/signal` (QoS 1) a JSON
-object `{"token": "...", "signal": "heartbeat|ok|call|battery", "at": "<ISO time>"}`
-("at" optional). `handle_message` authenticates one message against the tenant's
-device and records it through `do_record_device_signal`; `Listener` connects to the
+object `{"token": "...", "signal": "heartbeat|ok|call|battery", "at": "<ISO time>",
+"key": "<idempotency key>"}` ("at" and "key" optional: a press sent again with its key,
+after the device saw no acknowledgement, is logged once). `handle_message` authenticates
+one message against the tenant's device and records it through `do_record_device_signal`; `Listener` connects to the
 broker and feeds it every message. Anything that does not authenticate is dropped with
 a log line that names no secret.
 """
@@ -51,7 +52,7 @@ def handle_message(topic: str, payload: bytes) -> str:
 
 def _handle(topic: str, payload: bytes) -> str:
     from tenants.models import Tenant
-    from watch.actions import DeviceSignal, DeviceThrottled, do_record_device_signal
+    from watch.actions import DeviceSignal, DeviceThrottled, IdempotencyConflict, do_record_device_signal
     from watch.models import Device
 
     match = TOPIC_RE.match(topic)
@@ -64,7 +65,7 @@ def _handle(topic: str, payload: bytes) -> str:
     if message is None:
         logger.info("mqtt: dropped a malformed payload", extra={"schema": schema_name, "device": device_id})
         return "bad_payload"
-    token, signal, at = message
+    token, signal, at, key = message
     if signal not in DeviceSignal.ALL:
         logger.info("mqtt: dropped an unknown signal", extra={"schema": schema_name, "device": device_id})
         return "bad_signal"
@@ -98,7 +99,10 @@ def _handle(topic: str, payload: bytes) -> str:
             logger.info("mqtt: throttled a device sending faster than once a second", extra={"device": device_id})
             return "throttled"
         try:
-            do_record_device_signal(device=device, signal=signal, at=at or now)
+            do_record_device_signal(device=device, signal=signal, at=at or now, key=key)
+        except IdempotencyConflict:
+            logger.info("mqtt: dropped a press whose key was used for the other press", extra={"device": device_id})
+            return "key_conflict"
         except DeviceThrottled:
             logger.info("mqtt: throttled a device sending faster than once a second", extra={"device": device_id})
             return "throttled"
@@ -108,8 +112,10 @@ def _handle(topic: str, payload: bytes) -> str:
     return "recorded"
 
 
-def _parse_payload(payload: bytes) -> tuple[str, str, datetime | None] | None:
-    """(token, signal, at) or None when the payload is not the expected JSON object."""
+def _parse_payload(payload: bytes) -> tuple[str, str, datetime | None, str | None] | None:
+    """(token, signal, at, key) or None when the payload is not the expected JSON object."""
+    from watch.actions import check_device_key
+
     if len(payload) > MAX_PAYLOAD:
         return None
     try:
@@ -118,11 +124,15 @@ def _parse_payload(payload: bytes) -> tuple[str, str, datetime | None] | None:
         return None
     if not isinstance(data, dict):
         return None
-    token, signal, at = data.get("token"), data.get("signal"), data.get("at")
+    token, signal, at, key = data.get("token"), data.get("signal"), data.get("at"), data.get("key")
     if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN or not isinstance(signal, str):
         return None
+    try:
+        check_device_key(key if key is None or isinstance(key, str) else "")
+    except ValidationError:
+        return None
     if at is None:
-        return token, signal, None
+        return token, signal, None, key
     if not isinstance(at, str):
         return None
     try:
@@ -131,7 +141,7 @@ def _parse_payload(payload: bytes) -> tuple[str, str, datetime | None] | None:
         return None
     if timezone.is_naive(parsed):
         return None
-    return token, signal, parsed
+    return token, signal, parsed, key
 
 
 def get_mqtt_url() -> str:

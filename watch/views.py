@@ -222,17 +222,28 @@ def device_ping(request, token: str, signal: str = actions.DeviceSignal.HEARTBEA
     """Dead-man's-switch style: GET, HEAD or POST /ping/<token>[/heartbeat] is a heartbeat;
     the signals a person's press or the device's report makes ("ok", "call", "battery")
     need POST, so that a link preview's GET or HEAD records nothing (405). A wrong or
-    revoked token gets the same 404 as an unknown one; more than one signal a second gets 429."""
+    revoked token gets the same 404 as an unknown one; more than one signal a second gets 429.
+
+    A press may carry an idempotency key (`Idempotency-Key` header or `?key=`): sent again
+    with the same key after a failure, it is answered OK and logged once."""
     if signal not in actions.DeviceSignal.ALL:
         return HttpResponseNotFound(NOT_FOUND, content_type="text/plain")
     if signal != actions.DeviceSignal.HEARTBEAT and request.method != "POST":
         return HttpResponseNotAllowed(["POST"], _("this signal needs POST\n"), content_type="text/plain")
+    key = request.headers.get("Idempotency-Key", request.GET.get("key"))
+    try:
+        actions.check_device_key(key)
+    except ValidationError as error:
+        return HttpResponse(f"{error.message_dict['key'][0]}\n", status=400, content_type="text/plain")
     device = (Device.objects.select_related("resident__area")
               .filter(token_hash=hash_token(token), revoked_at=None).first())
     if device is None:
         return HttpResponseNotFound(NOT_FOUND, content_type="text/plain")
     try:
-        actions.do_record_device_signal(device=device, signal=signal)
+        actions.do_record_device_signal(device=device, signal=signal, key=key)
     except actions.DeviceThrottled:
         return HttpResponse(_("too many signals; at most one a second\n"), status=429, content_type="text/plain")
+    except actions.IdempotencyConflict:
+        return HttpResponse(_("this idempotency key was already used for another signal\n"), status=409,
+                            content_type="text/plain")
     return HttpResponse("OK\n", content_type="text/plain")
