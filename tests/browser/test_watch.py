@@ -141,3 +141,31 @@ def test_the_page_opens_without_a_network_and_a_check_in_made_then_is_sent_after
     secure_phone.get_by_test_id("sign-out").click()
     expect(secure_phone.get_by_test_id("sign-in")).to_be_visible()
     secure_phone.wait_for_function("caches.has('mimamori-my-residents').then((kept) => !kept)")
+
+
+def test_a_check_in_answered_503_stays_queued_and_is_sent_once_when_the_server_is_back(phone, live_server_url,
+                                                                                        town):
+    """The server's outage answer (503, Retry-After; tests/config/test_outages.py) as the
+    phone sees it: the check-in is kept and sent again, not dropped and not doubled."""
+    url = live_server_url(HOST_A)
+    sign_in(phone, url, "kazuko")
+    phone.goto(url + "/watch/my/")
+    answered = []
+
+    def unavailable(route):
+        answered.append(503)
+        route.fulfill(status=503, headers={"Retry-After": "5"}, content_type="application/json",
+                      body='{"detail": "一時的に利用できません。しばらくしてからもう一度お試しください。"}')
+
+    phone.route("**/api/v1/contacts/", unavailable)
+    phone.get_by_test_id(f"fine-{town[0].pk}").click()
+    expect(phone.get_by_test_id("queue-status")).to_contain_text("1")
+    phone.evaluate("window.dispatchEvent(new Event('online'))")  # a second try, still 503
+    phone.wait_for_timeout(300)
+    assert len(answered) >= 2 and contacts() == []
+    assert phone.evaluate(f"JSON.parse(localStorage.getItem('mimamori-checkin-queue:{volunteer_pk()}')).length") == 1
+
+    phone.unroute("**/api/v1/contacts/")
+    phone.evaluate("window.dispatchEvent(new Event('online'))")
+    expect(phone.get_by_test_id("queue-status")).to_be_hidden(timeout=10_000)
+    assert contacts() == [("山田 花子", "fine")]

@@ -132,3 +132,91 @@ def test_a_press_signal_posted_to_another_tenants_host_gets_404(client_b, staff_
     assert client_b.post(f"/ping/{token}/call").status_code == HTTPStatus.NOT_FOUND
     with tenant_scope("tenant_a"):
         assert not ContactLog.objects.filter(resident=hanako).exists()
+
+
+# Idempotency keys: a device that got no answer (or a 5xx) sends its press again.
+def _press(client, token, signal="ok", key=None, via="header"):
+    if key is None:
+        return client.post(f"/ping/{token}/{signal}")
+    if via == "query":
+        return client.post(f"/ping/{token}/{signal}?key={key}")
+    return client.post(f"/ping/{token}/{signal}", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def _later(device):
+    """As if the retry came seconds later (past the one-a-second throttle)."""
+    with tenant_scope("tenant_a"):
+        Device.objects.filter(pk=device.pk).update(last_signal_at=timezone.now() - timedelta(seconds=2))
+
+
+def _presses(resident):
+    with tenant_scope("tenant_a"):
+        return list(ContactLog.objects.filter(resident=resident).order_by("pk").values_list("outcome", flat=True))
+
+
+def test_a_press_sent_again_with_its_key_is_answered_ok_and_logged_once(client_a, staff_a, hanako):
+    device, token = _device(hanako, staff_a)
+    calls = []
+    attention_requested.connect(lambda **kw: calls.append(kw["cause"]), weak=False, dispatch_uid="t")
+    try:
+        assert _press(client_a, token, "call", key="press-0001").status_code == HTTPStatus.OK
+        _later(device)
+        assert _press(client_a, token, "call", key="press-0001").status_code == HTTPStatus.OK
+        # At once, too (the first try may still be in flight): OK, not "too many signals".
+        assert _press(client_a, token, "call", key="press-0001", via="query").status_code == HTTPStatus.OK
+    finally:
+        attention_requested.disconnect(dispatch_uid="t")
+    assert _presses(hanako) == ["asked_for_call"]
+    assert calls == ["device_call_request"]
+
+
+def test_presses_with_different_keys_or_none_are_each_logged(client_a, staff_a, hanako):
+    device, token = _device(hanako, staff_a)
+    assert _press(client_a, token, key="a1").status_code == HTTPStatus.OK
+    _later(device)
+    assert _press(client_a, token, key="a2", via="query").status_code == HTTPStatus.OK
+    _later(device)
+    assert _press(client_a, token).status_code == HTTPStatus.OK
+    assert _presses(hanako) == ["fine", "fine", "fine"]
+
+
+def test_the_same_key_on_another_device_is_that_devices_own(client_a, staff_a, hanako, shigeru):
+    _first, first_token = _device(hanako, staff_a)
+    _second, second_token = _device(shigeru, staff_a)
+    assert _press(client_a, first_token, key="1").status_code == HTTPStatus.OK
+    assert _press(client_a, second_token, key="1").status_code == HTTPStatus.OK
+    assert (_presses(hanako), _presses(shigeru)) == (["fine"], ["fine"])
+
+
+def test_a_key_used_for_the_other_press_is_a_conflict_and_logs_nothing(client_a, staff_a, hanako):
+    device, token = _device(hanako, staff_a)
+    assert _press(client_a, token, "ok", key="k-1").status_code == HTTPStatus.OK
+    _later(device)
+    response = _press(client_a, token, "call", key="k-1")
+    assert (response.status_code, response.content) == (
+        HTTPStatus.CONFLICT, b"this idempotency key was already used for another signal\n")
+    assert _presses(hanako) == ["fine"]
+
+
+def test_a_malformed_key_is_a_400_with_a_message_in_japanese_and_english(staff_a, hanako):
+    from tests.conftest import HOST_A, TenantClient
+
+    device, token = _device(hanako, staff_a)
+    for language, message in (("en", "The idempotency key must be 1 to 64 letters, digits or . _ : -\n"),
+                              ("ja", "冪等キーは半角英数字と . _ : - の1〜64文字で指定してください\n")):
+        client = TenantClient(HOST_A, language=language)
+        for bad in ("x" * 65, "bad key", "鍵"):
+            response = client.post(f"/ping/{token}/ok", HTTP_IDEMPOTENCY_KEY=bad)
+            assert (response.status_code, response.content.decode()) == (HTTPStatus.BAD_REQUEST, message)
+        assert client.post(f"/ping/{token}/ok?key=").status_code == HTTPStatus.BAD_REQUEST
+    with tenant_scope("tenant_a"):
+        device.refresh_from_db()
+        assert device.last_signal_at is None
+    assert _presses(hanako) == []
+
+
+def test_a_keyed_press_on_another_tenants_host_gets_404_and_logs_nothing(client_b, staff_a, hanako):
+    _device_obj, token = _device(hanako, staff_a)
+    assert _press(client_b, token, "call", key="k-1").status_code == HTTPStatus.NOT_FOUND
+    assert _presses(hanako) == []
+

@@ -298,3 +298,20 @@ def test_a_press_published_through_a_real_broker_is_recorded(on_test_database, c
         listener.stop()
         thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_an_mqtt_press_redelivered_with_its_key_is_logged_once(device_a):
+    """QoS 1 delivers at least once: the device's key makes the second copy change nothing."""
+    device, token = device_a
+    where = topic("tenant_a", device.pk)
+    assert handle_message(where, payload(token, "call", key="m-77")) == "recorded"
+    with tenant_scope("tenant_a"):  # the redelivery comes seconds later, past the throttle
+        Device.objects.filter(pk=device.pk).update(last_signal_at=timezone.now() - timedelta(seconds=2))
+    before = snapshot()
+    assert handle_message(where, payload(token, "call", key="m-77")) == "recorded"
+    assert handle_message(where, payload(token, "ok", key="m-77")) == "key_conflict"
+    assert handle_message(where, payload(token, "ok", key="no spaces")) == "bad_payload"
+    assert handle_message(where, payload(token, "ok", key=7)) == "bad_payload"
+    assert snapshot() == before
+    with tenant_scope("tenant_a"):
+        assert list(ContactLog.objects.values_list("outcome", flat=True)) == ["asked_for_call"]
