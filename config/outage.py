@@ -12,6 +12,7 @@ import logging
 import sys
 
 import psycopg
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -20,7 +21,6 @@ from django.utils.translation import gettext as _
 from django.views import defaults
 
 logger = logging.getLogger(__name__)
-RETRY_AFTER_SECONDS = 5
 UNAVAILABLE = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
@@ -48,7 +48,7 @@ def unavailable_response(request) -> HttpResponse:
             response = HttpResponse(render_to_string("503.html", {"message": message,
                                                                   "language": translation.get_language()}),
                                     status=503)
-    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response["Retry-After"] = str(settings.OUTAGE_RETRY_AFTER_SECONDS)
     return response
 
 

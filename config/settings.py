@@ -115,6 +115,8 @@ DATABASES = {
     }
 }
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# With the database unreachable every path (Django's and the edge's) answers 503 with this Retry-After.
+OUTAGE_RETRY_AFTER_SECONDS = env.get_int("OUTAGE_RETRY_AFTER_SECONDS", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -170,7 +170,6 @@ EDGE_SERVER_OPTIONS = "-c plan_cache_mode=force_generic_plan -c lock_timeout=2s 
 # With the database unreachable, a request waits at most this long (to connect, or for a
 # pooled connection) before it is answered 503 with Retry-After.
 EDGE_WAIT_SECONDS = 2
-RETRY_AFTER_SECONDS = 5
 UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
 
 
@@ -471,7 +470,7 @@ async def _unavailable(scope, send) -> None:
     language = "en" if accept.lower().lstrip().startswith("en") else settings.LANGUAGE_CODE
     with translation.override(language):
         message = _("The service is unavailable for a moment. Try again shortly.")
-    retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+    retry = [(b"retry-after", str(settings.OUTAGE_RETRY_AFTER_SECONDS).encode())]
     if scope["path"] == CONTACTS_PATH:
         body = json.dumps({"detail": message}, ensure_ascii=False).encode()
         return await _reply(send, 503, body, "application/json", retry)

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import threading
+import time
 from datetime import datetime, timedelta
 from urllib.parse import unquote, urlparse
 
@@ -36,6 +37,8 @@ THROTTLE = timedelta(seconds=1)
 # A buffered signal older than this is not a sign of life worth recording any more.
 MAX_AGE = timedelta(days=7)
 DEFAULT_URL = "mqtt://127.0.0.1:1883"
+# Waits (seconds) before recording a message again after a failure (about 30 s in all).
+RETRY_WAITS = (1, 2, 4, 8, 15)
 
 
 def handle_message(topic: str, payload: bytes) -> str:
@@ -177,8 +180,10 @@ class Listener:
         self.config = parse_mqtt_url(url or get_mqtt_url())
         self.subscribed = threading.Event()
         self._stopping = False
+        # manual_ack: a message is acknowledged only once it is recorded (or dropped for
+        # good), so a signal that arrived while the database was down is not lost.
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=False)
+                                  clean_session=False, manual_ack=True)
         if self.config["username"]:
             self.client.username_pw_set(self.config["username"], self.config["password"])
         if self.config["tls"]:
@@ -227,8 +232,20 @@ class Listener:
         self.subscribed.set()
 
     def _on_message(self, client, userdata, msg):
-        # An exception escaping a callback would stop paho's loop: log it and go on.
-        try:
-            handle_message(msg.topic, msg.payload)
-        except Exception:
-            logger.exception("mqtt: failed to handle a message on %s", msg.topic[:120])
+        """Record the message, then acknowledge it. If it cannot be recorded (the database
+        is down), try again with a growing wait for about RETRY_FOR; still failing, it is
+        left unacknowledged, and the broker delivers it again when the listener next
+        connects (the session is persistent; a press carries its key, so it logs once).
+        An exception escaping a callback would stop paho's loop: none does."""
+        for wait in [*RETRY_WAITS, None]:
+            try:
+                handle_message(msg.topic, msg.payload)
+            except Exception:
+                if wait is None:
+                    logger.exception("mqtt: could not record a message on %s; left for redelivery", msg.topic[:120])
+                    return
+                logger.warning("mqtt: could not record a message on %s; again in %s s", msg.topic[:120], wait)
+                time.sleep(wait)
+            else:
+                client.ack(msg.mid, msg.qos)
+                return

@@ -315,3 +315,34 @@ def test_an_mqtt_press_redelivered_with_its_key_is_logged_once(device_a):
     assert snapshot() == before
     with tenant_scope("tenant_a"):
         assert list(ContactLog.objects.values_list("outcome", flat=True)) == ["asked_for_call"]
+
+
+def test_a_message_that_cannot_be_recorded_is_tried_again_and_acknowledged_only_once_recorded(monkeypatch):
+    """The database is down for the first two tries: the third records it, then it is
+    acknowledged; down for good, it is never acknowledged (the broker keeps it)."""
+    from types import SimpleNamespace
+
+    from django.db import OperationalError
+
+    from watch import mqtt as module
+
+    acked, tries = [], []
+    client = SimpleNamespace(ack=lambda mid, qos: acked.append((mid, qos)))
+    message = SimpleNamespace(topic="mimamori/tenant_a/devices/1/signal", payload=b"{}", mid=7, qos=1)
+    monkeypatch.setattr(module.time, "sleep", lambda seconds: tries.append(("wait", seconds)))
+
+    def down_twice(topic, payload):
+        tries.append("try")
+        if tries.count("try") <= 2:
+            raise OperationalError("the database is unreachable")
+        return "recorded"
+
+    monkeypatch.setattr(module, "handle_message", down_twice)
+    listener = Listener("mqtt://127.0.0.1:1")
+    listener._on_message(client, None, message)
+    assert acked == [(7, 1)] and tries == ["try", ("wait", 1), "try", ("wait", 2), "try"]
+
+    acked.clear()
+    monkeypatch.setattr(module, "handle_message", lambda topic, payload: (_ for _ in ()).throw(OperationalError()))
+    listener._on_message(client, None, message)
+    assert acked == []
