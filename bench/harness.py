@@ -192,8 +192,9 @@ def celery_processes(concurrency: int = 2, beat: bool = True, ready_timeout: flo
     schedule = Path(tempfile.mkdtemp(prefix="bench-beat-")) / "celerybeat-schedule"
     nodename = f"bench{os.getpid()}@%h"
     env = child_env()
+    # Both queues, as `start`'s main worker reads them (urgent deliveries are routed to "urgent").
     worker = _start("celery-worker", [PYTHON, "-m", "celery", "-A", "config.celery:app", "worker", "-l", "WARNING",
-                                      "--concurrency", str(concurrency), "-n", nodename], env)
+                                      "--concurrency", str(concurrency), "-n", nodename, "-Q", "celery,urgent"], env)
     started = {"worker": worker, "beat": None}
     try:
         deadline = time.monotonic() + ready_timeout

@@ -2,6 +2,8 @@
 Redis, so that a dependency can be taken away without touching the shared servers.
 
     proxy = FaultProxy("127.0.0.1", 5432).start()   # proxy.port forwards to it
+    FaultProxy("/run/pg", 5432)          # a Unix socket directory (PostgreSQL's .s.PGSQL.5432)
+    FaultProxy("/run/redis.sock", None)  # or a Unix socket itself (the embedded servers')
     proxy.cut()      # every open connection reset, new ones refused (the server is down)
     proxy.hang()     # connections stay open and new ones are accepted, but no byte moves
     proxy.restore()  # forwarding again (after hang, the buffered bytes flow on)
@@ -13,8 +15,12 @@ import time
 
 
 class FaultProxy:
-    def __init__(self, target_host: str, target_port: int):
-        self.target = (target_host, int(target_port))
+    def __init__(self, target_host: str, target_port: int | None):
+        if target_host.startswith("/"):  # a Unix socket, or PostgreSQL's directory of them
+            directory = not target_host.endswith(".sock") and "." not in target_host.rsplit("/", 1)[-1]
+            self.target = f"{target_host}/.s.PGSQL.{target_port or 5432}" if directory else target_host
+        else:
+            self.target = (target_host, int(target_port))
         self.port = 0
         self.mode = "up"
         self._lock = threading.Lock()
@@ -83,7 +89,12 @@ class FaultProxy:
         self._track(client)
         self._moving.wait()  # a hung proxy does not even reach the server
         try:
-            upstream = socket.create_connection(self.target, timeout=5)
+            if isinstance(self.target, str):
+                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                upstream.settimeout(5)
+                upstream.connect(self.target)
+            else:
+                upstream = socket.create_connection(self.target, timeout=5)
             upstream.settimeout(None)
         except OSError:
             _close(client, reset=True)

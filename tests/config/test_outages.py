@@ -62,10 +62,13 @@ HUNG_S = 2.6
 fake, provider = test_faults.fake, test_faults.provider
 
 
-def redis_parts() -> tuple[str, int, int]:
-    from urllib.parse import urlparse
+def redis_parts() -> tuple[str, int | None, int]:
+    """(host or Unix socket path, port, db) of REDIS_URL (redis:// or the embedded server's unix://)."""
+    from urllib.parse import parse_qs, urlparse
 
     parsed = urlparse(django_settings.REDIS_URL)
+    if parsed.scheme == "unix":
+        return parsed.path, None, int(parse_qs(parsed.query).get("db", ["0"])[0])
     return parsed.hostname or "127.0.0.1", parsed.port or 6379, int((parsed.path or "/0").lstrip("/") or 0)
 
 
@@ -238,6 +241,8 @@ def free_port() -> int:
 def database_url_via(port: int | None = None) -> str:
     db = connection.settings_dict
     auth = quote(db["USER"] or "", safe="") + (":" + quote(db["PASSWORD"], safe="") if db["PASSWORD"] else "")
+    if not port and (db["HOST"] or "").startswith("/"):  # the embedded server's socket directory
+        return f"postgresql://{auth}@:{db['PORT'] or 5432}/{db['NAME']}?host={quote(db['HOST'], safe='')}"
     host, db_port = ("127.0.0.1", port) if port else (db["HOST"] or "127.0.0.1", db["PORT"] or 5432)
     return f"postgresql://{auth}@{host}:{db_port}/{db['NAME']}"
 
@@ -253,10 +258,9 @@ def platform(committed_db, provider, settings, tmp_path):
     from config.celery import app
 
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    host, port, db = redis_parts()
     import redis as redis_client
 
-    redis_client.Redis(host=host, port=port, db=db).delete("celery", "urgent", "unacked", "unacked_index")
+    redis_client.Redis.from_url(django_settings.REDIS_URL).delete("celery", "urgent", "unacked", "unacked_index")
     started: list[Worker] = []
 
     def env_with(overrides: dict) -> dict:
