@@ -14,9 +14,11 @@ import logging
 import re
 import smtplib
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -153,6 +155,47 @@ class Provider(abc.ABC):
         sent twice; None when it did not, or when this provider cannot tell."""
         return None
 
+    def service(self, preference: ChannelPreference) -> str:
+        """The server this provider talks to (the breaker's key): a hung one is that server."""
+        return self.channel
+
+
+class Breaker:
+    """A provider's server that did not answer LIMIT times running in this process is not
+    called for PAUSE: notifications due on it then wait until PAUSE is over (urgent ones
+    go to the person's next channel at once), without an attempt, so one hung provider
+    does not hold the worker's processes from everybody else's notifications, nor use up
+    anyone's retries. Any answer, even an error, closes it again."""
+
+    LIMIT = 3
+    PAUSE = timedelta(seconds=30)
+
+    def __init__(self):
+        self.silent: dict[str, int] = {}
+        self.open_until: dict[str, datetime] = {}
+
+    def paused_for(self, service: str) -> timedelta | None:
+        """How long `service` is not called for, or None if it may be."""
+        until = self.open_until.get(service)
+        left = until - timezone.now() if until is not None else None
+        return left if left is not None and left > timedelta(0) else None
+
+    def record(self, service: str, result: ProviderResult, seconds: float, timeout: float) -> None:
+        """A silence: no answer, after at least half the timeout (a refused connection is
+        an answer: it costs nobody a wait)."""
+        if result.ok or result.status is not None or seconds < timeout / 2:
+            self.silent.pop(service, None)
+            self.open_until.pop(service, None)
+            return
+        self.silent[service] = self.silent.get(service, 0) + 1
+        if self.silent[service] >= self.LIMIT:
+            self.open_until[service] = timezone.now() + self.PAUSE
+            logger.warning("%s did not answer %d times: not called for %s s", service, self.silent[service],
+                           self.PAUSE.seconds)
+
+
+BREAKER = Breaker()
+
 
 class EmailProvider(Provider):
     """Email through Django's mail (notifications.mail.EmailBackend for SMTP). SMTP has no
@@ -161,6 +204,9 @@ class EmailProvider(Provider):
     person's mail program show one copy of anything that still arrives twice."""
 
     channel = Channel.EMAIL
+
+    def service(self, preference):
+        return f"email:{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
 
     def configured(self) -> bool:
         return bool(settings.EMAIL_BACKEND)
@@ -210,6 +256,9 @@ class LineProvider(Provider):
     twice: LINE answers 409 to the repeat, which counts as delivered."""
 
     channel = Channel.LINE
+
+    def service(self, preference):
+        return f"line:{settings.LINE_API_BASE}"
     repeat_safe = True
 
     def configured(self) -> bool:
@@ -300,6 +349,9 @@ class SmsProvider(Provider):
     message among the number's recent ones before anything is sent again."""
 
     channel = Channel.SMS
+
+    def service(self, preference):
+        return f"sms:{settings.TWILIO_API_BASE}"
     can_look_up = True
     LOOKBACK = 50  # the number's most recent messages searched for an unanswered one
     NOT_SENT = {"failed", "undelivered", "canceled"}  # found, but it did not reach the person
@@ -364,6 +416,9 @@ class WebPushProvider(Provider):
     service worker shows it under a tag per notification, replacing an earlier copy."""
 
     channel = Channel.WEBPUSH
+
+    def service(self, preference):
+        return f"webpush:{urlsplit((preference.webpush_subscription or {}).get('endpoint', '')).netloc}"
     repeat_safe = True
 
     def configured(self) -> bool:
@@ -554,6 +609,14 @@ def do_deliver(notification_id: int) -> RunOutcome:
         if unsure_since is not None and not (provider.repeat_safe or provider.can_look_up):
             index += 1  # it may have arrived: never sent twice on this channel
             continue
+        service = provider.service(preference)
+        paused_for = BREAKER.paused_for(service)
+        if paused_for is not None:  # not called, nothing logged: no attempt was made
+            if notification.urgent and _another_channel(plan, index, user, preference):
+                index += 1
+                continue
+            lease.update(channel_index=index, next_attempt_at=timezone.now() + paused_for)
+            return RunOutcome("provider-paused", retry_in=paused_for.total_seconds())
         if not lease.renew():
             return RunOutcome("lease-lost")
         number = DeliveryAttempt.objects.filter(notification_id=notification_id, channel=channel).count() + 1
@@ -564,7 +627,9 @@ def do_deliver(notification_id: int) -> RunOutcome:
             if unsure_since is not None:
                 result = provider.find_sent(notification, preference, unsure_since)
             if result is None:
+                called = time.monotonic()
                 result = provider.send(notification, preference)
+                BREAKER.record(service, result, time.monotonic() - called, timeout_seconds(notification))
         except Exception as exc:  # a bug or an unforeseen library error: final for this channel
             logger.exception("notification %s: %s provider raised", notification_id, channel)
             result = ProviderResult(ok=False, error=f"{type(exc).__name__}: {exc}")

@@ -169,3 +169,39 @@ def test_urgent_deliveries_are_routed_to_their_own_queue():
 
     assert queue("tenant_a", 1, True) == URGENT_QUEUE
     assert queue("tenant_a", 1, False) == queue("tenant_a", 1) == app.conf.task_default_queue
+
+
+def test_a_provider_that_stopped_answering_is_paused_after_three_silences_and_urgent_ones_go_on(
+        tenant_a, fake_providers, settings, django_capture_on_commit_callbacks):
+    """LINE hangs. Three attempts each wait out the timeout; then LINE is not called for a
+    while: the next notifications cost no wait and no attempt (they are due again when the
+    pause ends, their retries untouched), and an urgent one goes to the person's email at once."""
+    from notifications.delivery import BREAKER
+    from tests.conftest import make_user
+
+    settings.NOTIFICATION_PROVIDER_TIMEOUT = 0.5
+    settings.NOTIFICATION_RETRY_DELAYS = [60, 60, 60]
+    fake_providers.hang(100, path="/v2/bot/message/push")
+    people = [make_user("tenant_a", f"line-{n}", "volunteer", email=f"line-{n}@example.jp") for n in range(6)]
+    for n, person in enumerate(people):
+        set_channels(person, ["line", "email"], line_user_id=f"U{n:032x}")
+    try:
+        hung = [notify(django_capture_on_commit_callbacks, person, key=f"hung:{person.pk}")[0] for person in people[:3]]
+        started = time.monotonic()
+        waited = [notify(django_capture_on_commit_callbacks, person, key=f"hung:{person.pk}")[0]
+                  for person in people[3:5]]
+        elapsed = time.monotonic() - started  # both together, less than one timeout
+        urgent, _created = notify(django_capture_on_commit_callbacks, people[5], key="urgent", urgent=True)
+        assert len(fake_providers.to("/v2/bot/message/push")) == 3
+        assert elapsed < 0.5, elapsed
+        assert [attempts(n) for n in waited] == [[], []]  # nothing tried, no retry used
+        for notification in waited:
+            reloaded = reload(notification)
+            assert reloaded.state == "pending" and reloaded.next_attempt_at > timezone.now()
+        assert all(len(attempts(n)) == 1 for n in hung)
+        assert [a[0] for a in attempts(urgent)] == ["email"] and reload(urgent).state == "delivered"
+        assert [m.to for m in mail.outbox] == [["line-5@example.jp"]]
+    finally:
+        fake_providers.release.set()
+        BREAKER.open_until.clear()
+        BREAKER.silent.clear()
