@@ -1,7 +1,9 @@
 """From a "please call me" press or an overdue mark to the first notification handed to the provider.
 
-One tenant with 60 residents, each with their own volunteer (half on LINE, half on SMS)
-and the default escalation (step 1: the resident's volunteers). A real Celery worker (2
+One tenant with 60 residents who consented to sharing with volunteers, each with their
+own volunteer, and each press resident also with a case worker (half on LINE, half on
+SMS). The default escalations: an overdue mark (high) notifies the volunteers first; a
+press (urgent) the case workers and the area's staff first. A real Celery worker (2
 processes) and beat (detect_overdue every 3 s, sweep_escalations every 5 s) run against
 the bench database; LINE and Twilio are a local fake HTTP server that records when each
 request arrived. Each round sends 60 events, one every 0.5 s, alternating:
@@ -12,7 +14,8 @@ request arrived. Each round sends 60 events, one every 0.5 s, alternating:
   detect_overdue marks it; timed from the mark (`Rhythm.overdue_since`), and also,
   stricter, from the moment it came due (`alert_at`, which adds the detection pass).
 
-The time measured ends when the fake provider received the volunteer's message. An
+The time measured ends when the fake provider received the first recipient's message
+(the case worker's for a press, the volunteer's for an overdue mark). An
 event whose message does not arrive counts as the whole wait. Before the rounds, six
 presses in pairs warm both worker processes (the first LINE message of a fresh process
 imports line-bot-sdk, about 2 s); their times are printed, not counted.
@@ -51,13 +54,13 @@ def _seed() -> None:
     from notifications.actions import do_set_preferences
     from tenants.accounts.models import User
     from tenants.context import tenant_scope
-    from watch.actions import do_create_area, do_create_resident, do_register_device
+    from watch.actions import do_create_area, do_create_resident, do_record_consent, do_register_device
     from watch.models import Area, Assignment, Device, Resident
 
     harness.ensure_tenant(SCHEMA)
     with tenant_scope(SCHEMA):
         if (Resident.objects.count() == PRESSES + OVERDUES and Device.objects.count() == PRESSES
-                and Assignment.objects.count() == PRESSES + OVERDUES):
+                and Assignment.objects.count() == 2 * PRESSES + OVERDUES):
             return
     harness.drop_tenant(SCHEMA)
     harness.ensure_tenant(SCHEMA)
@@ -68,13 +71,20 @@ def _seed() -> None:
         for i in range(PRESSES + OVERDUES):
             press = i < PRESSES
             resident = do_create_resident(area=area, name=f"{'press' if press else 'overdue'} {i:02d}")
-            volunteer = User.objects.create_user(username=f"volunteer{i:02d}", password=None,
-                                                 role=User.Role.VOLUNTEER, display_name=f"Volunteer {i:02d}")
-            if i % 2 == 0:
-                do_set_preferences(user=volunteer, channels=["line"], line_user_id=_line_id(i))
-            else:
-                do_set_preferences(user=volunteer, channels=["sms"], phone=_phone(i))
-            Assignment.objects.create(resident=resident, user=volunteer)
+            do_record_consent(actor=admin, resident=resident, status=Resident.Consent.GIVEN,
+                              share_with_volunteers=True)
+            # The first to be told has the address the rounds watch: a press's case worker, an overdue's volunteer.
+            team = [("volunteer", User.Role.VOLUNTEER, i + (500 if press else 0))]
+            if press:
+                team.append(("caseworker", User.Role.CASE_WORKER, i))
+            for name, role, address in team:
+                person = User.objects.create_user(username=f"{name}{i:02d}", password=None, role=role,
+                                                  display_name=f"{name} {i:02d}")
+                if i % 2 == 0:
+                    do_set_preferences(user=person, channels=["line"], line_user_id=_line_id(address))
+                else:
+                    do_set_preferences(user=person, channels=["sms"], phone=_phone(address))
+                Assignment.objects.create(resident=resident, user=person)
             if press:
                 do_register_device(actor=admin, resident=resident, kind=Device.Kind.BUTTON)
     print(f"(seeded {PRESSES + OVERDUES} residents in {time.perf_counter() - started:.1f} s)", flush=True)
