@@ -106,6 +106,7 @@ class Concern(models.Model):
         DEVICE_CALL_REQUEST = "device_call_request", _("“Please call me” pressed")
         OVERDUE = "overdue", _("No contact for too long")
         DRILL_NO_RESPONSE = "drill_no_response", _("No answer in a safety check")
+        MISSED_VISIT = "missed_visit", _("A planned visit was not done")
 
     class State(models.TextChoices):
         OPEN = "open", _("Open")

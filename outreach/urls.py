@@ -1,6 +1,6 @@
 from django.urls import path
 
-from outreach import views
+from outreach import views, views_policies
 
 app_name = "outreach"
 
@@ -12,4 +12,5 @@ urlpatterns = [
     path("concerns/<int:pk>/close/", views.close, name="close"),
     path("residents/<int:resident_id>/raise/", views.raise_concern, name="raise"),
     path("ack/<str:token>/", views.ack_link, name="ack_link"),
+    *views_policies.urlpatterns,
 ]

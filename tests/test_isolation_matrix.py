@@ -144,6 +144,12 @@ EXPECTED: dict[str, dict[str, dict]] = {
     "public/accounts:password_change_done": {"GET": everyone(LOGIN), "POST": everyone(LOGIN)},
     "public/set_language": {"GET": everyone(302), "POST": everyone(302)},
     "ws/ws/events/": {"WS": everyone(SILENT, anonymous=REFUSED, b_on_a=REFUSED)},
+    # -- issue 10: people and areas (H1) --
+    # -- issue 10: residents (H2) --
+    # -- issue 10: search (H3) --
+    # -- issue 10: policies and rota (H4) --
+    # -- issue 10: visits (H5) --
+    # -- issue 10: home and pages (H6/H7) --
 }
 
 # Which of A's objects fills each parameter of a route (names of `a`, built below).
@@ -175,6 +181,12 @@ ROUTE_ARGS: dict[str, dict[str, str]] = {
     "device_signal": {"token": "device_token", "signal": "signal"},
     "public/deactivate_tenant": {"tenant_id": "tenant"},
     "public/reactivate_tenant": {"tenant_id": "tenant"},
+    # -- issue 10: people and areas (H1) --
+    # -- issue 10: residents (H2) --
+    # -- issue 10: search (H3) --
+    # -- issue 10: policies and rota (H4) --
+    # -- issue 10: visits (H5) --
+    # -- issue 10: home and pages (H6/H7) --
 }
 CREDENTIALS = {"reset_token", "invitation_token", "ack_token", "device_token"}
 
@@ -194,6 +206,12 @@ BODIES = {
         {"username": USERNAMES[persona], "password": PASSWORD} if persona in USERNAMES else {}),
     "api:api_contacts": lambda a, persona: {"resident": a.resident.pk, "channel": "phone", "outcome": "fine"},
     "api:api_device_register": lambda a, persona: {"kind": "button", "name": "玄関", "interval_hours": 24},
+    # -- issue 10: people and areas (H1) --
+    # -- issue 10: residents (H2) --
+    # -- issue 10: search (H3) --
+    # -- issue 10: policies and rota (H4) --
+    # -- issue 10: visits (H5) --
+    # -- issue 10: home and pages (H6/H7) --
 }
 JSON_BODIES = {"notifications:webpush_subscription"}  # posted by scripts as JSON
 QUERIES = {"api:api_residents": lambda a: {"area": a.areas["osumi"].pk}}
@@ -329,11 +347,18 @@ def world(tenant_a, tenant_b, areas_a, hanako, admin_a, volunteer_a, outsider_b,
         reset_uid, reset_token = urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user)
         import_job = ImportJob.objects.create(created_by=admin_a, file_name="名簿.csv", encoding="utf-8",
                                               data=f"番号,氏名\r\n1,{hanako.name}\r\n".encode(), row_count=1)
+        extra = {}  # objects of issue 10's routes, each section its own
+        # -- issue 10: people and areas (H1) --
+        # -- issue 10: residents (H2) --
+        # -- issue 10: search (H3) --
+        # -- issue 10: policies and rota (H4) --
+        # -- issue 10: visits (H5) --
+        # -- issue 10: home and pages (H6/H7) --
     return SimpleNamespace(
         tenant=tenant_a.pk, areas=areas_a, resident=hanako, concern=concern, notification=notification,
         device=device, user=user, invitation=invitation, contact_note=contact_note, signal="ok",
         device_token=device_token, invitation_token=invitation_token, ack_token=ack_token,
-        reset_uid=reset_uid, reset_token=reset_token, import_job=import_job,
+        reset_uid=reset_uid, reset_token=reset_token, import_job=import_job, **extra,
     )
 
 

@@ -44,7 +44,8 @@ NOTE_MAX = ContactLog._meta.get_field("note").max_length
 # Areas.
 def do_create_area(*, name: str, kind: str, parent: Area | None = None) -> Area:
     with transaction.atomic():
-        area = Area.objects.create(name=name, kind=kind, parent=parent, path="")
+        full_name = f"{parent.full_name}{Area.SEPARATOR}{name}" if parent else name
+        area = Area.objects.create(name=name, kind=kind, parent=parent, path="", full_name=full_name)
         area.path = f"{parent.path if parent else '/'}{area.pk}/"
         area.save(update_fields=["path"])
     return area

@@ -7,6 +7,8 @@ rhythms whose alert time (last contact + interval + grace) drives overdue detect
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -23,6 +25,11 @@ class Area(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     # Materialised path of ids, "/3/17/42/": a subtree is one indexed prefix match.
     path = models.CharField(max_length=255, editable=False, db_index=True)
+    # The names from the root down, "大住 › 山手東自治会 › 3班": how an area is shown everywhere.
+    # Kept in step with `path` by watch.areas.
+    full_name = models.CharField(_("area"), max_length=500, editable=False, default="")
+
+    SEPARATOR = " › "
 
     class Meta:
         ordering = ["path"]
@@ -32,7 +39,7 @@ class Area(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name
+        return self.full_name or self.name
 
     @property
     def ancestor_ids(self) -> list[int]:
@@ -126,6 +133,10 @@ class Resident(models.Model):
     next_due_at = models.DateTimeField(null=True, blank=True)
     is_overdue = models.BooleanField(default=False)
 
+    # What a search box finds, normalised by watch.search (kept in step by save()).
+    search_text = models.TextField(editable=False, default="")
+    search_grams = ArrayField(models.CharField(max_length=3), editable=False, default=list)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -137,10 +148,21 @@ class Resident(models.Model):
         ]
         indexes = [
             models.Index(fields=["area", "-is_overdue", "next_due_at"], name="resident_overview"),
+            # pg_trgm does not use its index for 1-2 character Japanese patterns: these grams do.
+            GinIndex(fields=["search_grams"], name="resident_search_grams"),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, update_fields=None, **kwargs):
+        from watch.search import SOURCE_FIELDS, resident_search_fields
+
+        if update_fields is None or set(update_fields) & set(SOURCE_FIELDS):
+            self.search_text, self.search_grams = resident_search_fields(self)
+            if update_fields is not None:
+                update_fields = {*update_fields, "search_text", "search_grams"}
+        super().save(*args, update_fields=update_fields, **kwargs)
 
     @property
     def last_outcome_label(self) -> str:
@@ -252,6 +274,12 @@ class Device(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_signal_at = models.DateTimeField(null=True, blank=True)
     battery_low = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["resident", "name"], condition=Q(revoked_at=None) & ~Q(name=""),
+                                    name="device_unique_name_per_resident"),
+        ]
 
     def __str__(self) -> str:
         return self.name or self.get_kind_display()
@@ -384,3 +412,87 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file_name} ({self.state})"
+
+
+class ResidentChange(models.Model):
+    """One change to a resident's record, for its history: who, when, what.
+    `changes` maps a field name to [before, after] as stored (choice codes, ISO dates);
+    the history page turns them into words and hides sensitive fields from those who
+    may not see them (watch.access.SENSITIVE_FIELDS)."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", _("Registered")
+        UPDATED = "updated", _("Record edited")
+        MOVED = "moved", _("Moved to another area")
+        STATUS = "status", _("Watch-over paused, resumed or ended")
+        CONSENT = "consent", _("Consent recorded")
+        RHYTHM = "rhythm", _("Rhythm of contact changed")
+        DEVICE = "device", _("Device registered or revoked")
+        EMERGENCY_CONTACT = "emergency_contact", _("Emergency contacts changed")
+        TEAM = "team", _("Team changed")
+        IMPORTED = "imported", _("Imported from a residents' list")
+
+    resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="changes")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    changes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["resident", "-at"], name="resident_change_history")]
+
+    def __str__(self) -> str:
+        return f"{self.resident_id} {self.kind} {self.at:%Y-%m-%d %H:%M}"
+
+
+class Visit(models.Model):
+    """A planned visit: whom, who, a day or a window of days, why. Logging the contact
+    completes it; a visit still planned when its window ends is missed, and counts as a
+    missed sign of life (watch.visits)."""
+
+    class Purpose(models.TextChoices):
+        REGULAR = "regular", _("Regular watch-over visit")
+        FOLLOW_UP = "follow_up", _("Follow-up of a concern")
+        FIRST = "first", _("First visit")
+        DELIVERY = "delivery", _("Delivering a notice or goods")
+        OTHER = "other", _("Other")
+
+    class State(models.TextChoices):
+        PLANNED = "planned", _("Planned")
+        DONE = "done", _("Done")
+        MISSED = "missed", _("Not done in time")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="visits",
+                                 verbose_name=_("resident"))
+    visitor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="visits",
+                                verbose_name=_("visitor"))
+    starts_on = models.DateField(_("from"))
+    ends_on = models.DateField(_("until"))
+    # The end of the window (ends_on's midnight in the tenant's time zone): the sweep's clock.
+    due_at = models.DateTimeField(editable=False)
+    purpose = models.CharField(_("purpose"), max_length=20, choices=Purpose.choices, default=Purpose.REGULAR)
+    note = models.CharField(_("note for the visitor"), max_length=500, blank=True)
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PLANNED)
+    contact = models.ForeignKey(ContactLog, null=True, blank=True, on_delete=models.SET_NULL, related_name="visits")
+    planned_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)  # done, missed or cancelled
+
+    class Meta:
+        ordering = ["starts_on", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(ends_on__gte=models.F("starts_on")), name="visit_window_ordered"),
+        ]
+        indexes = [
+            models.Index(fields=["visitor", "starts_on"], name="visit_by_visitor"),
+            models.Index(fields=["resident", "starts_on"], name="visit_by_resident"),
+            # The missed-visit sweep reads only planned visits whose window has ended.
+            models.Index(fields=["due_at"], condition=Q(state="planned"), name="visit_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.resident_id} by {self.visitor_id} {self.starts_on}–{self.ends_on}"

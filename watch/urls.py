@@ -1,6 +1,6 @@
 from django.urls import path
 
-from watch import api, views
+from watch import api, views, views_areas, views_residents, views_visits
 from watch.views_import import import_urlpatterns
 
 app_name = "watch"
@@ -16,6 +16,9 @@ urlpatterns = [
     path("residents/<int:pk>/status/", views.set_status, name="set_status"),
     path("disaster-sharing/", views.disaster_sharing, name="disaster_sharing"),
     *import_urlpatterns,
+    *views_areas.urlpatterns,
+    *views_residents.urlpatterns,
+    *views_visits.urlpatterns,
 ]
 
 api_urlpatterns = [
