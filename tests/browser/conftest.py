@@ -47,3 +47,47 @@ def phone(browser):
     page = new_phone(browser)
     yield page
     page.context.close()
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / ".data" / "screenshots"
+# axe-core impacts that fail a page (JIS X 8341-3 level AA is the aim; minor and moderate
+# findings are printed, not failed).
+FAILING_IMPACTS = {"serious", "critical"}
+
+
+def accessibility_problems(page) -> list[str]:
+    """axe-core (bundled with axe-playwright-python) run inside the page: its serious and
+    critical violations, each as "rule: target (help)"."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options={"resultTypes": ["violations"],
+                                       "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a",
+                                                                              "wcag21aa"]}})
+    return [f"{violation['id']}: {', '.join(str(node['target']) for node in violation['nodes'])} "
+            f"({violation['help']})"
+            for violation in results.response["violations"] if violation["impact"] in FAILING_IMPACTS]
+
+
+class Journey:
+    """Steps of one browser test: each `step` keeps a screenshot under .data/screenshots/
+    <test>/ and runs axe-core on the page as it is then, failing on serious or critical
+    violations."""
+
+    def __init__(self, name: str):
+        self.folder = SCREENSHOTS / name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for old in self.folder.glob("*.png"):
+            old.unlink()
+        self.count = 0
+
+    def step(self, page, name: str, *, axe: bool = True) -> None:
+        self.count += 1
+        page.screenshot(path=str(self.folder / f"{self.count:02d}-{name}.png"), full_page=True)
+        if axe:
+            problems = accessibility_problems(page)
+            assert not problems, f"step {self.count} ({name}) at {page.url}:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def journey(request):
+    return Journey(request.node.name)
