@@ -280,11 +280,15 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 
+# Django's SMTP backend, telling a lost answer after DATA from a refusal (notifications.mail).
+# In development (DJANGO_DEBUG=1) with no EMAIL_HOST set, every email is kept as a file
+# under .data/mail/ instead (notifications.mail.DevelopmentFileBackend; `start` prints where).
 EMAIL_BACKEND = env.get(
     "EMAIL_BACKEND",
-    # Django's SMTP backend, telling a lost answer after DATA from a refusal (notifications.mail).
-    "django.core.mail.backends.console.EmailBackend" if DEBUG else "notifications.mail.EmailBackend",
+    "notifications.mail.DevelopmentFileBackend" if DEBUG and not env.get("EMAIL_HOST")
+    else "notifications.mail.EmailBackend",
 )
+EMAIL_FILE_PATH = env.get("EMAIL_FILE_PATH", str(Path(env.get("MIMAMORI_DATA_DIR", str(BASE_DIR / ".data"))) / "mail"))
 EMAIL_HOST = env.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = env.get_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env.get("EMAIL_HOST_USER", "")

@@ -1,4 +1,5 @@
-"""Django's SMTP backend, able to tell "refused" from "maybe accepted".
+"""Django's SMTP backend, able to tell "refused" from "maybe accepted"; and the development
+backend that keeps each email as a readable file.
 
 SMTP has no idempotency: once the whole message has been sent (the end of DATA), a
 timeout or a dropped connection may hide a server that accepted it. This backend
@@ -7,10 +8,14 @@ message before they answer) and raises `OutcomeUnknown` when it never comes, so 
 caller does not send the same email again.
 """
 import functools
+import re
 import smtplib
+from pathlib import Path
 
 from django.conf import settings
 from django.core.mail.backends import smtp
+from django.core.mail.backends.base import BaseEmailBackend
+from django.utils import timezone
 
 
 class OutcomeUnknown(smtplib.SMTPException):
@@ -68,3 +73,25 @@ class EmailBackend(smtp.EmailBackend):
             if getattr(self.connection, "message_sent", False):
                 raise OutcomeUnknown(f"{type(exc).__name__}: {exc}") from exc
             raise
+
+
+class DevelopmentFileBackend(BaseEmailBackend):
+    """Development without an SMTP server: each email becomes one readable text file in
+    EMAIL_FILE_PATH (.data/mail/), named by time and recipient, with its headers and
+    body as written (Django's own file backend stores encoded MIME, unreadable for
+    Japanese subjects)."""
+
+    def send_messages(self, email_messages) -> int:
+        folder = Path(settings.EMAIL_FILE_PATH)
+        folder.mkdir(parents=True, exist_ok=True)
+        for message in email_messages:
+            stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S-%f")
+            to = re.sub(r"[^A-Za-z0-9@._-]", "_", (message.to or ["nobody"])[0])[:60]
+            lines = [f"From: {message.from_email}", f"To: {', '.join(message.to)}",
+                     *([f"Cc: {', '.join(message.cc)}"] if message.cc else []),
+                     f"Date: {timezone.localtime():%Y-%m-%d %H:%M:%S %Z}", f"Subject: {message.subject}",
+                     "", message.body]
+            lines += [f"\n--- {mimetype} ---\n{content}" for content, mimetype in getattr(message, "alternatives", [])
+                      if mimetype != "text/html"]
+            (folder / f"{stamp}-{to}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return len(email_messages)

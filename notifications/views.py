@@ -33,9 +33,32 @@ PAGE_SIZE = 50
 def centre(request):
     """The user's notifications, newest first, unread marked."""
     page = Paginator(actions.notifications_for_user(request.user), PAGE_SIZE).get_page(request.GET.get("page"))
+    for notification in page:
+        notification.lines = _body_lines(notification.body, request.get_host())
     return render(request, "notifications/centre.html", {
         "page": page, "unread": actions.get_unread_count_for_user(request.user),
     })
+
+
+# "Acknowledge here (only you, once): https://host/outreach/ack/…/" in a message's body.
+ACTION_LINE = re.compile(r"^(?P<label>.+?)\s*[:：]\s*(?P<url>https?://\S+)$")
+
+
+def _body_lines(body: str, host: str) -> list[tuple[str, str]]:
+    """The body's lines as (text, action path). A line "label: link to this host" (the
+    one-time link sent by email and LINE) is shown as a button that posts to the link's
+    path, not as a long address that makes a phone page scroll sideways."""
+    from urllib.parse import urlsplit
+
+    lines = []
+    for line in body.splitlines():
+        match = ACTION_LINE.match(line.strip())
+        url = urlsplit(match["url"]) if match else None
+        if url and url.netloc == host:
+            lines.append((match["label"], url.path))
+        else:
+            lines.append((line, ""))
+    return lines
 
 
 @login_required

@@ -2,6 +2,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db.models import Case, IntegerField, Value, When
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -24,9 +25,13 @@ def get_concern_for_user(user, pk) -> Concern:
 
 @login_required
 def board(request):
-    """Live concerns of the residents the user may see, open first; recently closed below."""
+    """Live concerns of the residents the user may see, urgent first, then open before
+    acknowledged, newest first; recently closed below."""
     concerns = concerns_for_user(request.user)
-    live = concerns.filter(state__in=Concern.LIVE_STATES).order_by("state", "-opened_at")
+    live = (concerns.filter(state__in=Concern.LIVE_STATES)
+            .annotate(urgent_first=Case(When(severity=Severity.URGENT, then=Value(0)), default=Value(1),
+                                        output_field=IntegerField()))
+            .order_by("urgent_first", "state", "-opened_at"))
     closed = concerns.exclude(state__in=Concern.LIVE_STATES).order_by("-closed_at")[:20]
     last_event = ConcernEvent.objects.filter(concern__in=concerns).order_by("-pk").values_list("pk", flat=True).first()
     template = "outreach/board_rows.html" if request.GET.get("rows") else "outreach/board.html"
@@ -47,19 +52,24 @@ def events_after(request):
 
 @login_required
 def concern_detail(request, pk: int):
-    concern = get_concern_for_user(request.user, pk)
+    return _concern_page(request, get_concern_for_user(request.user, pk))
+
+
+def _concern_page(request, concern, *, errors=None, form=None, status=200):
+    # Whoever may see the concern may see the resident's basic record, phones included.
+    resident = concern.resident
+    phones = [(label, number, tel_href(number)) for label, number in
+              ((_("Phone"), resident.phone), (_("Mobile phone"), resident.mobile_phone)) if number]
     return render(request, "outreach/concern.html", {
-        "concern": concern, "events": concern.events.select_related("actor"),
-    })
+        "concern": concern, "events": concern.events.select_related("actor"), "phones": phones,
+        "errors": errors or {}, "form": form or {},
+    }, status=status)
 
 
-def _refused(request, exc, pk):
-    for errors in exc.message_dict.values() if hasattr(exc, "error_dict") else [exc.messages]:
-        for error in errors:
-            messages.error(request, error)
-    response = concern_detail(request, pk)
-    response.status_code = 400
-    return response
+def tel_href(number: str) -> str:
+    """A tel: link of the digits (and a leading +) of a number as written (０７７４－６２…)."""
+    digits = "".join(str(int(c)) if c.isdigit() else "" for c in number)
+    return f"tel:{'+' if number.strip().startswith(('+', '＋')) else ''}{digits}"
 
 
 @login_required
@@ -74,12 +84,17 @@ def acknowledge(request, pk: int):
 @login_required
 @require_http_methods(["POST"])
 def close(request, pk: int):
+    """Resolve or dismiss. Dismissing stops the escalation as if nothing was wrong: it
+    needs the person's explicit confirmation (a checkbox, so it works without JS)."""
     concern = get_concern_for_user(request.user, pk)
+    state = request.POST.get("state", "")
     try:
-        actions.do_close_concern(concern=concern, actor=request.user, state=request.POST.get("state", ""),
-                                 note=request.POST.get("note", ""))
+        if state == Concern.State.DISMISSED and not request.POST.get("confirm"):
+            raise ValidationError({"confirm": [_("Tick the box to confirm that this concern needs nothing more.")]})
+        actions.do_close_concern(concern=concern, actor=request.user, state=state, note=request.POST.get("note", ""))
     except ValidationError as exc:
-        return _refused(request, exc, pk)
+        return _concern_page(request, concern, errors={"form": state, **exc.message_dict}, form=request.POST,
+                             status=400)
     return redirect("outreach:concern", pk=pk)
 
 

@@ -2,15 +2,22 @@
 
 Run through `python3.11 manage.py start`, which first starts the embedded PostgreSQL
 and Redis unless DATABASE_URL / REDIS_URL are set. A process that exits is started
-again (and the output says so); Ctrl-C or SIGTERM stops everything.
+again (and the output says so); Ctrl-C or SIGTERM stops everything. The sign-in banner
+is printed once the web server answers. The workers' and beat's output goes to
+.data/logs/<name>.log; the console shows only their warnings and errors (their INFO
+lines, a few every minute for the periodic tasks, would bury everything else).
 """
 import contextlib
-import functools
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 
 from django.conf import settings
 from django.core.management import call_command
@@ -56,6 +63,39 @@ def supervise(commands: dict, spawn, say, stopping: list, procs: dict, *, tick: 
             delay[name] = min(delay[name] * 2, BACKOFF_MAX)
 
 
+# A log line at WARNING or above, in Celery's format ("[…: WARNING/MainProcess] …") or
+# ours (JSON, "level": "ERROR").
+LOUD = re.compile(r"(: |\"level\": \")(WARNING|ERROR|CRITICAL)\b")
+LOG_LINE = re.compile(r"^(\[\d{4}-|\{\")")
+
+
+def relay(stream, log_path, say, name: str, *, everything: bool) -> None:
+    """Copy a process's output to its log file, and to the console `everything` or only
+    its warnings and errors (with the lines of a traceback that follow them)."""
+    loud = False
+    with open(log_path, "a", encoding="utf-8", errors="replace") as log:
+        for line in stream:
+            log.write(line)
+            log.flush()
+            if LOG_LINE.match(line):
+                loud = bool(LOUD.search(line))
+            if everything or loud:
+                say(f"{name}: {line.rstrip()}" if not everything else line.rstrip())
+
+
+def wait_until_answering(url: str, stopping: list, *, interval: float = 0.5) -> bool:
+    """Poll `url` until any HTTP answer comes (a 404 is an answer); False if stopped first."""
+    while not stopping:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (our own local server)
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except (OSError, ValueError):
+            time.sleep(interval)
+    return False
+
+
 def kill_group(proc) -> None:
     """Each child leads a process group of its own (start_new_session): end all of it."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -72,10 +112,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, no_demo, **opts):
         settings.SITE_PORT = str(port)
-        call_command("setup_platform" if no_demo else "load_demo")
+        if no_demo:
+            call_command("setup_platform")
+        else:
+            call_command("load_demo", banner=False)
         env = {**os.environ, "MIMAMORI_SITE_PORT": str(port), "PYTHONUNBUFFERED": "1"}
         python = sys.executable
         DATA_DIR.mkdir(parents=True, exist_ok=True)
+        logs = DATA_DIR / "logs"
+        logs.mkdir(exist_ok=True)
         schedule = DATA_DIR / "celerybeat-schedule"  # beside the embedded servers' data (MIMAMORI_DATA_DIR)
         commands = {
             "web": [python, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
@@ -93,15 +138,24 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stopping.append(True))
         if settings.MQTT_URL:
             commands["mqtt"] = [python, "manage.py", "mqtt_listener"]
-        # A session of its own each: Ctrl-C reaches `start` only, which stops each in order.
-        spawn = functools.partial(subprocess.Popen, env=env, cwd=settings.BASE_DIR, start_new_session=True)
+        lock = threading.Lock()
 
         def say(line):
-            self.stdout.write(line)
-            self.stdout.flush()
+            with lock:
+                self.stdout.write(line)
+                self.stdout.flush()
 
-        self.stdout.write(self.style.SUCCESS(f"web, worker and beat starting; web on http://{host}:{port}/ "
-                                             "(Ctrl-C stops all)"))
+        def spawn(cmd):
+            # A session of its own each: Ctrl-C reaches `start` only, which stops each in order.
+            name = next(key for key, value in commands.items() if value is cmd)
+            proc = subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR, start_new_session=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+            threading.Thread(target=relay, args=(proc.stdout, logs / f"{name}.log", say, name),
+                             kwargs={"everything": name in ("web", "mqtt")}, daemon=True).start()
+            return proc
+
+        say(f"web, workers and beat starting (their logs: {logs}/); Ctrl-C stops all ...")
+        threading.Thread(target=self.announce, args=(host, port, no_demo, stopping, say), daemon=True).start()
         procs = {}
         try:
             supervise(commands, spawn, say, stopping, procs)
@@ -109,6 +163,25 @@ class Command(BaseCommand):
             self.stdout.write("stopping ...")
             self.stop(procs)
         self.stdout.write("stopped.")
+
+    def announce(self, host, port, no_demo, stopping, say) -> None:
+        """Once the web server answers: how to sign in, and where development mail goes."""
+        if not wait_until_answering(f"http://{host}:{port}/", stopping):
+            return
+        from io import StringIO
+
+        from watch.management.commands.load_demo import Command as LoadDemo
+        from watch.management.commands.load_demo import credentials_file
+
+        out = StringIO()
+        if no_demo:
+            out.write(self.style.SUCCESS(f"mimamori is up: http://{settings.PUBLIC_HOST}:{port}/\n"))
+        else:
+            path = credentials_file()
+            LoadDemo(stdout=out).print_credentials(json.loads(path.read_text()) if path.exists() else {})
+        if settings.EMAIL_BACKEND == "notifications.mail.DevelopmentFileBackend":
+            out.write(f"Emails are not sent: each one is kept as a text file in {settings.EMAIL_FILE_PATH}/\n")
+        say(out.getvalue().rstrip("\n"))
 
     @staticmethod
     def stop(procs):

@@ -5,6 +5,30 @@
 (function () {
   const dot = document.getElementById("live");
   const list = document.getElementById("events");
+  const words = document.getElementById("live-words");
+  const timeZone = document.body.dataset.timeZone || "Asia/Tokyo";
+  // Times in the tenant's time zone, whatever the device's clock says.
+  const timeFormat = new Intl.DateTimeFormat(document.documentElement.lang || "ja",
+    { timeZone, month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  function formatTime(value) { return timeFormat.format(value instanceof Date ? value : new Date(value)); }
+  window.mimamori = Object.assign(window.mimamori || {}, { formatTime, timeZone });
+
+  // Events carry ids, not names: the resident's name only if this page already shows it
+  // (an element with data-resident-name and data-resident or data-resident-row = the id).
+  function residentName(id) {
+    if (!id) return "";
+    const el = document.querySelector(`[data-resident-name][data-resident="${id}"], [data-resident-name][data-resident-row="${id}"]`);
+    return el ? el.dataset.residentName : "";
+  }
+  // The words for an event in the page's language, or "" for an event people need not see.
+  // Never the event's type: it is an internal name.
+  function sentence(event) {
+    if (event.type === "notification.created" || event.type === "notification.failed") return event.text || "";
+    const entry = words && words.querySelector(`[data-type="${event.type}"]`);
+    if (!entry) return "";
+    const name = event.type === "user.joined" ? (event.user && event.user.name) || "" : residentName(event.resident);
+    return name ? entry.dataset.named.replace("{name}", name) : entry.textContent;
+  }
   let delay = 1000;
   let connectedOnce = false;
   function connect() {
@@ -19,9 +43,12 @@
       }
       if (event.type === "hello") connectedOnce = true;
       if (event.type === "hello" || event.type === "pong" || event.type === "resync") return;
+      const text = sentence(event);
+      if (!text) return;  // an event with no words for people (a step notified, a read)
       const item = document.createElement("li");
-      item.textContent = event.text || event.type;
+      item.textContent = `${text} · ${formatTime(event.last_contact_at || new Date())}`;
       list.prepend(item);
+      while (list.children.length > 5) list.lastElementChild.remove();
     };
     ws.onclose = (e) => {
       dot && dot.classList.remove("on");

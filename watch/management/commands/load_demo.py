@@ -1,13 +1,17 @@
-"""Demo tenants, users and residents for trying the platform locally (in `watch`, the
-highest app whose data it makes). Idempotent: a second run
-keeps what exists and prints the same credentials (kept in .data/, never committed)."""
+"""Demo tenants, users and residents for trying the platform locally. Idempotent: a
+second run keeps what exists and prints the same credentials (kept in .data/, never
+committed). It makes outreach's duty rota too, so it lives beside the highest app whose
+data it makes, and names outreach's model by name only."""
 import json
 import secrets
+from datetime import datetime, time, timedelta
 
+from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connection
+from django.utils import timezone
 
 from tenants.accounts.actions import do_create_user
 from tenants.accounts.models import User
@@ -28,34 +32,92 @@ DEMO_USERS = [
     ("volunteer", "民生 和子", User.Role.VOLUNTEER),
     ("officer", "自治 次郎", User.Role.ASSOCIATION_OFFICER),
 ]
-SAMPLE = settings.BASE_DIR / "watch" / "demo" / "residents_sample_cp932.csv"
+DEMO_DIR = settings.BASE_DIR / "watch" / "demo"
+# What the visitors wrote after their contacts (external id → [(days ago, channel, outcome, note)]).
+DEMO_CONTACTS = {
+    "kyotanabe": {
+        "1": [(9, "visit", "fine", "玄関先で10分ほど話した。膝の痛みは落ち着いているとのこと。"),
+              (2, "phone", "no_answer", "")],
+        "2": [(3, "visit", "fine", "畑で作業中。野菜をいただいた。")],
+        "3": [(5, "visit", "worried", "食欲が落ちているとのこと。ケアマネジャーに伝えた。")],
+        "7": [(1, "phone", "fine", "来週の通院の付き添いを長男が行う。")],
+        "12": [(12, "visit", "fine", "玄関の段差に手すりがほしいとの希望。")],
+    },
+    "toyooka": {
+        "101": [(4, "visit", "fine", "灯油の配達は済んでいた。変わりなし。")],
+        "103": [(2, "visit", "not_home", "不在。隣の方によるとデイサービスの日。")],
+        "105": [(6, "phone", "fine", "散歩中に会い、元気そうだった。")],
+    },
+}
 
 
-def load_demo_residents() -> str | None:
-    """Import the sample residents' list (its clean rows), give the volunteer the residents
-    who consented, attach the officer to their association, and register one button.
-    Returns the button's token (shown once), or None if residents already exist."""
-    from watch.actions import do_assign, do_attach_to_area, do_register_device
+def load_demo_residents(schema: str) -> str | None:
+    """The tenant's demo residents (watch/demo/<schema>.csv, a municipality's own list),
+    and a team such that every step of the default and urgent escalations reaches
+    someone: the case worker and the staff member attached to every district, the
+    officer to every association, the volunteer assigned to the residents who consented
+    (with visits planned), and a duty rota round the clock. Returns the token of a demo
+    button (shown once), or None if residents already exist."""
+    from watch.actions import do_assign, do_attach_to_area, do_log_contact, do_register_device
     from watch.importing import check_import, do_import_residents
     from watch.models import Area, Resident
+    from watch.visits import do_plan_visit
 
     if Resident.objects.exists():
         return None
     admin = User.objects.get(username="admin")
-    data = SAMPLE.read_bytes()
+    data = (DEMO_DIR / f"{schema}.csv").read_bytes()
     bad = set(check_import(data, create_areas=True).error_lines)
     lines = data.split(b"\r\n")
     clean = b"\r\n".join(line for number, line in enumerate(lines, start=1) if number not in bad)
     do_import_residents(actor=admin, data=clean, create_areas=True)
-    volunteer = User.objects.get(username="volunteer")
-    for resident in Resident.objects.filter(consent_share_with_volunteers=True):
-        do_assign(actor=admin, resident=resident, user=volunteer)
-    officer = User.objects.get(username="officer")
+    team = {username: User.objects.get(username=username) for username, _name, _role in DEMO_USERS}
+    for area in Area.objects.filter(kind=Area.Kind.DISTRICT):
+        do_attach_to_area(actor=admin, user=team["caseworker"], area=area)
+        do_attach_to_area(actor=admin, user=team["staff"], area=area)
     for area in Area.objects.filter(kind=Area.Kind.ASSOCIATION):
-        do_attach_to_area(actor=admin, user=officer, area=area)
-    _device, token = do_register_device(actor=admin, resident=Resident.objects.get(external_id="1"),
-                                        kind="button", name="玄関の見守りボタン")
+        do_attach_to_area(actor=admin, user=team["officer"], area=area)
+    today = timezone.localdate()
+    for number, resident in enumerate(Resident.objects.filter(consent_share_with_volunteers=True).order_by("pk")):
+        do_assign(actor=admin, resident=resident, user=team["volunteer"])
+        do_plan_visit(actor=team["caseworker"], resident=resident, visitor=team["volunteer"],
+                      starts_on=today + timedelta(days=number % 5), ends_on=today + timedelta(days=number % 5 + 2))
+    for external_id, contacts in DEMO_CONTACTS.get(schema, {}).items():
+        resident = Resident.objects.get(external_id=external_id)
+        for days_ago, channel, outcome, note in contacts:
+            do_log_contact(actor=team["volunteer"] if channel == "visit" else team["caseworker"], resident=resident,
+                           occurred_at=timezone.now() - timedelta(days=days_ago, hours=3), channel=channel,
+                           outcome=outcome, note=note)
+    first = Resident.objects.order_by("pk").first()
+    _device, token = do_register_device(actor=admin, resident=first, kind="button", name="玄関の見守りボタン")
     return token
+
+
+def fill_duty_rota(days: int = 60) -> None:
+    """Someone on duty at every hour (the urgent escalation's second step): the staff
+    member on weekdays 8:30–17:15, the case worker the rest of the time, from yesterday
+    for `days` days. Only the days not yet covered are added, so a later run extends it."""
+    # By name: watch must not import outreach (tests/config/test_architecture.py); only
+    # this demo command, which fills every app, needs it.
+    DutyShift = apps.get_model("outreach", "DutyShift")
+
+    team = {u.username: u for u in User.objects.filter(username__in=["staff", "caseworker"])}
+    last = DutyShift.objects.order_by("-ends_at").values_list("ends_at", flat=True).first()
+    day = timezone.localdate() - timedelta(days=1)
+    shifts = []
+    for offset in range(days):
+        date = day + timedelta(days=offset)
+        midnight = timezone.make_aware(datetime.combine(date, time(0)))
+        if last and midnight + timedelta(days=1) <= last:
+            continue
+        if date.weekday() < 5:
+            opens, closes = midnight + timedelta(hours=8, minutes=30), midnight + timedelta(hours=17, minutes=15)
+            shifts += [DutyShift(user=team["caseworker"], starts_at=midnight, ends_at=opens),
+                       DutyShift(user=team["staff"], starts_at=opens, ends_at=closes),
+                       DutyShift(user=team["caseworker"], starts_at=closes, ends_at=midnight + timedelta(days=1))]
+        else:
+            shifts.append(DutyShift(user=team["caseworker"], starts_at=midnight, ends_at=midnight + timedelta(days=1)))
+    DutyShift.objects.bulk_create(shifts)
 
 
 def credentials_file():
@@ -67,7 +129,11 @@ def credentials_file():
 class Command(BaseCommand):
     help = "Create the demo tenants (kyotanabe, toyooka) and their users; print how to sign in."
 
-    def handle(self, *args, **opts):
+    def add_arguments(self, parser):
+        parser.add_argument("--no-banner", dest="banner", action="store_false",
+                            help="do not print how to sign in (`start` prints it once the web server answers)")
+
+    def handle(self, *args, banner=True, **opts):
         call_command("setup_platform", verbosity=0)
         path = credentials_file()
         creds = json.loads(path.read_text()) if path.exists() else {}
@@ -87,14 +153,15 @@ class Command(BaseCommand):
                         creds[f"{schema}:{username}"] = secrets.token_urlsafe(9)
                         do_create_user(username=username, password=creds[f"{schema}:{username}"],
                                        role=role, display_name=name, email=f"{username}@{schema}.example")
-                if schema == "kyotanabe":
-                    token = load_demo_residents()
-                    if token:
-                        creds["kyotanabe:device"] = token
+                token = load_demo_residents(schema)
+                if token:
+                    creds[f"{schema}:device"] = token
+                fill_duty_rota()
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(creds, indent=1))
         path.chmod(0o600)
-        self.print_credentials(creds)
+        if banner:
+            self.print_credentials(creds)
 
     def print_credentials(self, creds):
         if creds.get("kyotanabe:device"):
