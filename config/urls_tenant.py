@@ -2,12 +2,12 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from tenants.accounts import views as account_views
+from outreach.views_home import home
 from tenants.accounts.urls import tenant_patterns
 from watch.urls import api_urlpatterns, ping_urlpatterns
 
 urlpatterns = [
-    path("", account_views.home, name="home"),
+    path("", home, name="home"),
     path("accounts/", include((tenant_patterns, "accounts"))),
     path("watch/", include("watch.urls")),
     path("outreach/", include("outreach.urls")),

@@ -3,10 +3,14 @@ cannot all be recognised, a page maps each column (and values the import does no
 to a field, saved for the tenant's next file; then a dry run shows every error and
 what would be imported, and the import creates everything or nothing (a large file in
 a task, its progress shown)."""
+import csv
+import io
+from urllib.parse import quote
+
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.translation import gettext as _
@@ -186,8 +190,39 @@ def _render_mapping(request, job, table, columns, unknown, *, errors=(), status=
     }, status=status)
 
 
+# One example record for the template, by field key (every field of FIELDS has one):
+# a fictitious resident written as municipal lists write them.
+TEMPLATE_EXAMPLE = {
+    "number": "100001", "name": "見守 太郎", "furigana": "ミマモリ タロウ", "gender": "男",
+    "birth_date": "昭和15年4月1日", "postal_code": "610-0341", "address": "京田辺市大住ヶ丘1丁目2-3",
+    "phone": "0774-62-0000", "mobile": "090-0000-0000", "household": "独居", "care_level": "要支援1",
+    "district": "大住", "association": "大住ヶ丘連合自治会", "block": "3班", "evacuation": "要",
+    "consent": "同意", "contact_name": "見守 花子", "contact_relation": "長女", "contact_phone": "075-000-0000",
+    "notes": "足が不自由なので、訪問は午前中に",
+}
+TEMPLATE_FILE_NAMES = ("residents-template.csv", "住民名簿テンプレート.csv")  # (ASCII, as browsers show it)
+
+
+@login_required
+@require_GET
+def import_template(request):
+    """A CSV file whose header row names every column the import understands (our own
+    headers, in the order of FIELDS) and one example record to replace: UTF-8 with a BOM,
+    so that Excel opens it with the Japanese intact."""
+    check_can_manage_residents(request.user)
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([f.header for f in FIELDS])
+    writer.writerow([TEMPLATE_EXAMPLE[f.key] for f in FIELDS])
+    response = HttpResponse(("\ufeff" + out.getvalue()).encode("utf-8"), content_type="text/csv; charset=utf-8")
+    ascii_name, name = TEMPLATE_FILE_NAMES
+    response["Content-Disposition"] = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+    return response
+
+
 import_urlpatterns = [
     path("import/", import_residents, name="import_residents"),
+    path("import/template.csv", import_template, name="import_template"),
     path("import/<int:pk>/", import_job, name="import_job"),
     path("import/<int:pk>/mapping/", import_mapping, name="import_mapping"),
     path("import/<int:pk>/status/", import_status, name="import_status"),
