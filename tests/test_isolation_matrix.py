@@ -65,7 +65,8 @@ def api(answer, **personas) -> dict:
 # reverse(); "public/…" are the routes of the public (operator's) host, tried there with
 # each persona's cookie; "ws/…" are websocket routes.
 EXPECTED: dict[str, dict[str, dict]] = {
-    "home": {"GET": signed_in(200), "POST": signed_in(200)},
+    # The volunteer's home is their own list.
+    "home": {"GET": signed_in(200, volunteer=302), "POST": signed_in(200, volunteer=302)},
     # Signed in on this host: straight on to the home page.
     "accounts:login": {"GET": everyone(302, anonymous=200, b_on_a=200),
                        "POST": everyone(302, anonymous=200, b_on_a=200),
@@ -150,6 +151,8 @@ EXPECTED: dict[str, dict[str, dict]] = {
     # -- issue 10: policies and rota (H4) --
     # -- issue 10: visits (H5) --
     # -- issue 10: home and pages (H6/H7) --
+    # The import's CSV template (headers and a made-up example): for those who may import.
+    "watch:import_template": {"GET": signed_in(403, b_on_b=200, staff=200), "POST": signed_in(405)},
 }
 
 # Which of A's objects fills each parameter of a route (names of `a`, built below).
