@@ -149,6 +149,13 @@ EXPECTED: dict[str, dict[str, dict]] = {
     # -- issue 10: residents (H2) --
     # -- issue 10: search (H3) --
     # -- issue 10: policies and rota (H4) --
+    # Read by municipal staff (staff elsewhere too), changed only by those who oversee the whole tenant.
+    "outreach:policies": {"GET": signed_in(403, b_on_b=200, staff=200), "POST": signed_in(405)},
+    "outreach:policy_new": {"GET": signed_in(403, b_on_b=200), "POST": signed_in(403, b_on_b=404)},
+    "outreach:policy_edit": {"GET": signed_in(403, b_on_b=404), "POST": signed_in(403, b_on_b=404)},
+    "outreach:rota": {"GET": signed_in(403, b_on_b=200, staff=200), "POST": signed_in(403, b_on_b=404)},
+    "outreach:rota_copy": {"GET": signed_in(405), "POST": signed_in(403, b_on_b=302)},
+    "outreach:rota_remove": {"GET": signed_in(403, b_on_b=404), "POST": signed_in(403, b_on_b=404)},
     # -- issue 10: visits (H5) --
     # -- issue 10: home and pages (H6/H7) --
     # The import's CSV template (headers and a made-up example): for those who may import.
@@ -188,6 +195,8 @@ ROUTE_ARGS: dict[str, dict[str, str]] = {
     # -- issue 10: residents (H2) --
     # -- issue 10: search (H3) --
     # -- issue 10: policies and rota (H4) --
+    "outreach:policy_edit": {"pk": "policy"},
+    "outreach:rota_remove": {"pk": "shift"},
     # -- issue 10: visits (H5) --
     # -- issue 10: home and pages (H6/H7) --
 }
@@ -213,6 +222,12 @@ BODIES = {
     # -- issue 10: residents (H2) --
     # -- issue 10: search (H3) --
     # -- issue 10: policies and rota (H4) --
+    "outreach:policy_new": lambda a, persona: {"name": "手順", "area": a.areas["block"].pk, "rows": 1,
+                                               "step_1_targets": ["area_staff"], "step_1_wait": 10, "repeat_limit": 1},
+    "outreach:policy_edit": lambda a, persona: {"name": "手順", "rows": 1, "step_1_targets": ["area_staff"],
+                                                "step_1_wait": 10, "repeat_limit": 1, "is_active": 1},
+    "outreach:rota": lambda a, persona: {"user": a.user.pk, "day": "2026-12-08", "starts": "09:00", "ends": "17:00"},
+    "outreach:rota_remove": lambda a, persona: {"confirm": 1},
     # -- issue 10: visits (H5) --
     # -- issue 10: home and pages (H6/H7) --
 }
@@ -355,6 +370,12 @@ def world(tenant_a, tenant_b, areas_a, hanako, admin_a, volunteer_a, outsider_b,
         # -- issue 10: residents (H2) --
         # -- issue 10: search (H3) --
         # -- issue 10: policies and rota (H4) --
+        from outreach.models import DutyShift, EscalationPolicy, EscalationStep
+
+        extra["policy"] = EscalationPolicy.objects.create(name="A市の手順")
+        EscalationStep.objects.create(policy=extra["policy"], order=1, target="area_staff")
+        extra["shift"] = DutyShift.objects.create(user=admin_a, starts_at=timezone.now(),
+                                                  ends_at=timezone.now() + timedelta(hours=8))
         # -- issue 10: visits (H5) --
         # -- issue 10: home and pages (H6/H7) --
     return SimpleNamespace(
