@@ -443,8 +443,20 @@ def do_repair_overdue_concerns() -> list[int]:
 
 
 def do_add_duty_shift(*, actor: User, user: User, starts_at, ends_at) -> DutyShift:
-    if actor.role not in (User.Role.ADMIN, User.Role.MUNICIPAL_STAFF):
-        raise PermissionDenied
+    """Put `user` on duty from `starts_at` to `ends_at`. Only those who oversee the whole
+    tenant change the rota; the person must be one who may be on duty
+    (outreach.policies.people_for_duty) and not already on duty then."""
+    from outreach.policies import check_can_edit_policies, people_for_duty
+
+    check_can_edit_policies(actor)
+    if not people_for_duty().filter(pk=user.pk).exists():
+        raise ValidationError({"user": [_("Choose one of the people offered.")]})
     if ends_at <= starts_at:
         raise ValidationError({"ends_at": [_("A shift must end after it starts.")]})
-    return DutyShift.objects.create(user=user, starts_at=starts_at, ends_at=ends_at)
+    if ends_at - starts_at > timedelta(days=7):
+        raise ValidationError({"ends_at": [_("A shift lasts at most a week.")]})
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()  # two additions for one person: one at a time
+        if DutyShift.objects.filter(user=user, starts_at__lt=ends_at, ends_at__gt=starts_at).exists():
+            raise ValidationError({"starts_at": [_("%(person)s is already on duty at that time.") % {"person": user}]})
+        return DutyShift.objects.create(user=user, starts_at=starts_at, ends_at=ends_at)
