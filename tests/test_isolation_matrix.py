@@ -146,6 +146,14 @@ EXPECTED: dict[str, dict[str, dict]] = {
     "public/set_language": {"GET": everyone(302), "POST": everyone(302)},
     "ws/ws/events/": {"WS": everyone(SILENT, anonymous=REFUSED, b_on_a=REFUSED)},
     # -- issue 10: people and areas (H1) --
+    # Anyone signed in sees the areas they may look at; only those who oversee the whole
+    # tenant change them (B's administrator names a parent that is not B's: 404).
+    "watch:areas": {"GET": signed_in(200), "POST": signed_in(403, b_on_b=404)},
+    "watch:area": {"GET": signed_in(403, b_on_b=404), "POST": signed_in(403, b_on_b=404)},
+    "watch:area_delete": {"GET": signed_in(403, b_on_b=404), "POST": signed_in(403, b_on_b=404)},
+    "watch:person": {"GET": signed_in(403, b_on_b=404), "POST": signed_in(405)},
+    "watch:person_role": {"GET": signed_in(405), "POST": signed_in(403, b_on_b=404)},
+    "watch:person_areas": {"GET": signed_in(405), "POST": signed_in(403, b_on_b=404)},
     # -- issue 10: residents (H2) --
     # -- issue 10: search (H3) --
     # -- issue 10: policies and rota (H4) --
@@ -192,6 +200,11 @@ ROUTE_ARGS: dict[str, dict[str, str]] = {
     "public/deactivate_tenant": {"tenant_id": "tenant"},
     "public/reactivate_tenant": {"tenant_id": "tenant"},
     # -- issue 10: people and areas (H1) --
+    "watch:area": {"pk": "empty_area"},
+    "watch:area_delete": {"pk": "empty_area"},
+    "watch:person": {"user_id": "user"},
+    "watch:person_role": {"user_id": "user"},
+    "watch:person_areas": {"user_id": "user"},
     # -- issue 10: residents (H2) --
     # -- issue 10: search (H3) --
     # -- issue 10: policies and rota (H4) --
@@ -219,6 +232,13 @@ BODIES = {
     "api:api_contacts": lambda a, persona: {"resident": a.resident.pk, "channel": "phone", "outcome": "fine"},
     "api:api_device_register": lambda a, persona: {"kind": "button", "name": "玄関", "interval_hours": 24},
     # -- issue 10: people and areas (H1) --
+    "watch:areas": lambda a, persona: {"name": "4班", "kind": "block", "parent": a.areas["assoc"].pk},
+    "watch:area": lambda a, persona: {"name": "空き班", "kind": "block", "parent": a.areas["osumi"].pk},
+    "watch:area_delete": lambda a, persona: {"confirm": "yes"},
+    "watch:person_role": lambda a, persona: {"role": "case_worker"},
+    "watch:person_areas": lambda a, persona: {"action": "attach", "area": a.areas["kodo"].pk},
+    "accounts:deactivate_user": lambda a, persona: {"confirm": "yes"},
+    "public/deactivate_tenant": lambda a, persona: {"confirm": "yes"},
     # -- issue 10: residents (H2) --
     # -- issue 10: search (H3) --
     # -- issue 10: policies and rota (H4) --
@@ -367,6 +387,7 @@ def world(tenant_a, tenant_b, areas_a, hanako, admin_a, volunteer_a, outsider_b,
                                               data=f"番号,氏名\r\n1,{hanako.name}\r\n".encode(), row_count=1)
         extra = {}  # objects of issue 10's routes, each section its own
         # -- issue 10: people and areas (H1) --
+        extra["empty_area"] = watch_actions.do_create_area(name="空き班", kind="block", parent=areas_a["kodo"])
         # -- issue 10: residents (H2) --
         # -- issue 10: search (H3) --
         # -- issue 10: policies and rota (H4) --

@@ -14,11 +14,16 @@ from django.utils.translation import gettext as _
 from notifications.events import send_event_on_commit
 from tenants.accounts.models import User, hash_token
 from tenants.wakeups import do_lower_wakeup, do_set_wakeup
-from watch.access import LENSES, oversees_whole_tenant, resident_audience
+from watch.access import oversees_whole_tenant, resident_audience
+from watch.areas import (  # noqa: F401 - the tree and memberships live there; many callers import them from here
+    check_can_manage_areas,
+    do_attach_to_area,
+    do_create_area,
+    do_detach_from_area,
+)
 from watch.models import (
     SIGN_OF_LIFE,
     Area,
-    AreaMembership,
     Assignment,
     Channel,
     ConsentRecord,
@@ -39,16 +44,6 @@ MAX_FUTURE = timedelta(minutes=5)
 # No contact, signal or answer is older than this: an earlier date is a wrong clock or input.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 NOTE_MAX = ContactLog._meta.get_field("note").max_length
-
-
-# Areas.
-def do_create_area(*, name: str, kind: str, parent: Area | None = None) -> Area:
-    with transaction.atomic():
-        full_name = f"{parent.full_name}{Area.SEPARATOR}{name}" if parent else name
-        area = Area.objects.create(name=name, kind=kind, parent=parent, path="", full_name=full_name)
-        area.path = f"{parent.path if parent else '/'}{area.pk}/"
-        area.save(update_fields=["path"])
-    return area
 
 
 # Live events about a resident: ids and states, never names or notes, to everyone who
@@ -494,31 +489,6 @@ def do_mark_overdue(now: datetime | None = None) -> list[int]:
     if marked:
         logger.info("marked %d rhythm(s) of %d resident(s) overdue", len(marked), len(resident_ids))
     return resident_ids
-
-
-# Area memberships: staff, case workers and association officers see the subtrees of their areas.
-def check_can_manage_areas(actor: User | None) -> None:
-    """Memberships change who sees whom: only those who oversee the whole tenant change them
-    (actor None: the platform's own commands)."""
-    if actor is not None and not oversees_whole_tenant(actor):
-        raise PermissionDenied(_("Only those who oversee the whole tenant can attach people to areas."))
-
-
-def do_attach_to_area(*, actor: User | None, user: User, area: Area) -> AreaMembership:
-    """Attach `user` to `area` (idempotent). Only roles that see by area can be attached."""
-    check_can_manage_areas(actor)
-    lens = LENSES.get(user.role)
-    if lens is None or not lens.areas:
-        raise ValidationError({"user": [_("Only municipal staff, case workers and association officers can be "
-                                          "attached to an area.")]})
-    membership, _created = AreaMembership.objects.get_or_create(user=user, area=area)
-    return membership
-
-
-def do_detach_from_area(*, actor: User | None, user: User, area: Area) -> bool:
-    """Undo do_attach_to_area; False when `user` was not attached."""
-    check_can_manage_areas(actor)
-    return AreaMembership.objects.filter(user=user, area=area).delete()[0] > 0
 
 
 # Emergency contacts.

@@ -70,15 +70,30 @@ def live_labels() -> dict:
 
 @login_required
 def my_residents(request):
-    """The volunteer's phone page: assigned residents by due time, one-tap check-in."""
+    """The volunteer's phone page: today's and late visits first (by block, then address,
+    each with its map link and phone numbers), then the rest of their residents by due
+    time; one-tap check-in, which completes the visit (watch.visits)."""
+    from watch.visits import tenant_today, visits_to_do
+
+    today = tenant_today()
+    to_visit: dict[int, dict] = {}
+    for visit in visits_to_do(request.user, today):
+        card = to_visit.setdefault(visit.resident_id, {"resident": visit.resident, "visits": []})
+        visit.late = visit.state == visit.State.MISSED or visit.ends_on < today
+        card["visits"].append(visit)
+        card["late"] = card.get("late") or visit.late
     residents = (residents_for_user(request.user).filter(assignments__user=request.user)
-                 .select_related("area").order_by("-is_overdue", "next_due_at", "pk"))
+                 .exclude(pk__in=list(to_visit)).select_related("area").order_by("-is_overdue", "next_due_at", "pk"))
     labels = {**live_labels(), "user": request.user.pk, "worker": reverse("watch:my_residents_worker"),
               "scope": reverse("watch:my_residents"),
               "offline": _("No network. This list is as of %(time)s; check-ins are kept on this phone and sent "
-                           "when the network is back.") % {"time": date_format(timezone.localtime(), "n/j H:i")}}
+                           "when the network is back.") % {"time": date_format(timezone.localtime(), "n/j H:i")},
+              "recorded": _("Recorded."),
+              "sending": _("Sending…"),
+              "kept": _("Kept on this phone: it is sent when the network is back.")}
     return render(request, "watch/my_residents.html", {
-        "residents": residents, "channels": Channel.choices, "outcomes": Outcome.choices, "labels": labels,
+        "visits": list(to_visit.values()), "residents": residents, "channels": Channel.choices,
+        "outcomes": Outcome.choices, "labels": labels,
     })
 
 

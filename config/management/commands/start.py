@@ -83,11 +83,13 @@ def relay(stream, log_path, say, name: str, *, everything: bool) -> None:
                 say(f"{name}: {line.rstrip()}" if not everything else line.rstrip())
 
 
-def wait_until_answering(url: str, stopping: list, *, interval: float = 0.5) -> bool:
-    """Poll `url` until any HTTP answer comes (a 404 is an answer); False if stopped first."""
+def wait_until_answering(url: str, stopping: list, *, host: str = "", interval: float = 0.5) -> bool:
+    """Poll `url` (as `host`) until any HTTP answer comes (a 404 is an answer); False if
+    stopped first."""
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})  # noqa: S310 (http only)
     while not stopping:
         try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (our own local server)
+            with urllib.request.urlopen(request, timeout=2):  # noqa: S310 (our own local server)
                 return True
         except urllib.error.HTTPError:
             return True
@@ -166,7 +168,8 @@ class Command(BaseCommand):
 
     def announce(self, host, port, no_demo, stopping, say) -> None:
         """Once the web server answers: how to sign in, and where development mail goes."""
-        if not wait_until_answering(f"http://{host}:{port}/", stopping):
+        # As the operators' host: a known host, so the poll logs no "Not Found".
+        if not wait_until_answering(f"http://{host}:{port}/accounts/login/", stopping, host=settings.PUBLIC_HOST):
             return
         from io import StringIO
 
