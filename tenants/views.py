@@ -31,9 +31,15 @@ def console(request):
         else:
             form = ProvisionTenantForm()
     status = 400 if request.method == "POST" and provisioned is None else 200
+    return _console_page(request, form, provisioned=provisioned, status=status)
+
+
+def _console_page(request, form, *, provisioned=None, status: int = 200, refused_tenant: int | None = None):
+    """The console; `refused_tenant`: the tenant whose deactivation was not confirmed."""
     tenants = Tenant.objects.exclude(schema_name="public").prefetch_related("domains")
     return render(request, "tenants/console.html",
-                  {"form": form, "tenants": tenants, "provisioned": provisioned}, status=status)
+                  {"form": form, "tenants": tenants, "provisioned": provisioned, "refused_tenant": refused_tenant},
+                  status=status)
 
 
 @login_required
@@ -41,6 +47,8 @@ def console(request):
 def set_tenant_active(request, tenant_id: int, active: bool):
     _require_operator(request)
     tenant = get_object_or_404(Tenant.objects.exclude(schema_name="public"), pk=tenant_id)
+    if not active and request.POST.get("confirm") != "yes":
+        return _console_page(request, ProvisionTenantForm(), status=400, refused_tenant=tenant.pk)
     if active:
         actions.do_reactivate_tenant(tenant)
         messages.success(request, _("%(name)s is active again.") % {"name": tenant.name})

@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from tenants.accounts.models import ApiToken, Invitation, User, hash_token
+from tenants.accounts.models import TENANT_ROLES, ApiToken, Invitation, User, hash_token
 from tenants.accounts.signals import password_changed, session_ended, user_deactivated, user_joined
 from tenants.tasks import enqueue_on_commit
 
@@ -166,6 +166,24 @@ def check_can_manage_users(actor: User) -> None:
         raise PermissionDenied(_("Only a tenant administrator can manage users."))
 
 
+def check_email_unused(email: str) -> None:
+    """Refuse (on "email") an address of an active person of this tenant or of an invitation
+    still waiting to be accepted, compared without case. Inside a transaction: two
+    invitations to one address at the same moment are taken one after the other."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                       [f"invite:{connection.schema_name}:{email.strip().lower()}"])
+    person = User.objects.filter(email__iexact=email.strip(), is_active=True).first()
+    if person is not None:
+        raise ValidationError({"email": [_("%(name)s already uses this address.") % {"name": person}]})
+    waiting = Invitation.objects.filter(email__iexact=email.strip(), accepted_at=None, revoked_at=None,
+                                        expires_at__gt=timezone.now()).first()
+    if waiting is not None:
+        raise ValidationError({"email": [
+            _("An invitation to this address is waiting to be accepted (until %(date)s). Revoke it to send "
+              "a new one.") % {"date": timezone.localtime(waiting.expires_at).strftime("%Y-%m-%d %H:%M")}]})
+
+
 def do_invite_user(*, actor: User, email: str, display_name: str, role: str, accept_url_for) -> Invitation:
     """Create an invitation and send its link by email after commit.
 
@@ -176,6 +194,7 @@ def do_invite_user(*, actor: User, email: str, display_name: str, role: str, acc
         raise ValidationError({"role": [_("Choose one of the roles offered.")]})
     token = secrets.token_urlsafe(32)
     with transaction.atomic():
+        check_email_unused(email)
         invitation = Invitation.objects.create(
             email=email, display_name=display_name, role=role, token_hash=hash_token(token),
             invited_by=actor, expires_at=timezone.now() + timedelta(hours=settings.INVITATION_TTL_HOURS),
@@ -245,6 +264,30 @@ def do_set_user_active(*, actor: User, user: User, active: bool) -> bool:
             user_deactivated.send(sender=User, schema_name=connection.schema_name, user_id=user.pk)
     logger.info("user %s set user %s active=%s", actor.pk, user.pk, active)
     return bool(changed)
+
+
+def do_change_role(*, actor: User, user: User, role: str) -> bool:
+    """Give `user` another tenant role; False when it was theirs already. Their sessions
+    end, so that the new role applies at once (an open page's live connection joined its
+    groups by the old role). The tenant always keeps an active administrator."""
+    check_can_manage_users(actor)
+    if role not in {choice.value for choice in TENANT_ROLES}:
+        raise ValidationError({"role": [_("Choose one of the roles offered.")]})
+    with transaction.atomic():
+        # Locked: two administrators demoting each other at once must not both pass.
+        admins = set(User.objects.select_for_update().filter(role=User.Role.ADMIN, is_active=True)
+                     .values_list("pk", flat=True))
+        current = User.objects.select_for_update().get(pk=user.pk)
+        if current.role == role:
+            return False
+        if current.pk in admins and len(admins) == 1:
+            raise ValidationError({"role": [_("The tenant needs an active administrator: make someone else an "
+                                              "administrator first.")]})
+        User.objects.filter(pk=user.pk).update(role=role)
+        user.role = role
+        _end_sessions_of(user.pk)
+    logger.info("user %s changed the role of user %s from %s to %s", actor.pk, user.pk, current.role, role)
+    return True
 
 
 def _end_sessions_of(user_id: int) -> None:

@@ -83,7 +83,9 @@ class PasswordResetRequestForm(forms.Form):
 class InvitationForm(forms.Form):
     display_name = forms.CharField(label=_("Name"), max_length=100)
     email = forms.EmailField(label=_("Email"))
-    role = forms.ChoiceField(label=_("Role"), choices=[(r.value, r.label) for r in TENANT_ROLES])
+    # The least powerful role unless the administrator chooses another.
+    role = forms.ChoiceField(label=_("Role"), choices=[(r.value, r.label) for r in TENANT_ROLES],
+                             initial=User.Role.VOLUNTEER)
 
 
 class AcceptInvitationForm(forms.Form):

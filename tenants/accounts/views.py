@@ -97,6 +97,21 @@ def get_user_for_admin(actor: User, user_id: int) -> User:
     return get_object_or_404(User.objects.exclude(role=User.Role.OPERATOR), pk=user_id)
 
 
+def _users_page(request, form, *, status: int = 200, refused_user: int | None = None):
+    """The users page; `refused_user`: the person whose deactivation was not confirmed."""
+    return render(
+        request, "accounts/users.html",
+        {
+            # Areas by their full names (watch's memberships, reached by relation: no import).
+            "users": User.objects.exclude(role=User.Role.OPERATOR).prefetch_related("area_memberships__area"),
+            "invitations": Invitation.objects.filter(accepted_at=None, revoked_at=None),
+            "form": form,
+            "refused_user": refused_user,
+        },
+        status=status,
+    )
+
+
 @login_required
 def user_list(request):
     _require_admin(request)
@@ -114,22 +129,15 @@ def user_list(request):
         else:
             messages.success(request, _("The invitation was sent to %(email)s.") % form.cleaned_data)
             return redirect("accounts:users")
-    status = 400 if request.method == "POST" else 200
-    return render(
-        request, "accounts/users.html",
-        {
-            "users": User.objects.exclude(role=User.Role.OPERATOR),
-            "invitations": Invitation.objects.filter(accepted_at=None, revoked_at=None),
-            "form": form,
-        },
-        status=status,
-    )
+    return _users_page(request, form, status=400 if request.method == "POST" else 200)
 
 
 @login_required
 @require_POST
 def set_user_active(request, user_id: int, active: bool):
     user = get_user_for_admin(request.user, user_id)
+    if not active and request.POST.get("confirm") != "yes":
+        return _users_page(request, InvitationForm(), status=400, refused_user=user.pk)
     try:
         actions.do_set_user_active(actor=request.user, user=user, active=active)
     except ValidationError as exc:

@@ -183,7 +183,7 @@ def test_admin_deactivates_a_user_who_is_signed_out_at_once(client_a, admin_a, v
     volunteer.sign_in("volunteer-a")
     client_a.sign_in("admin-a")
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_a.post(f"/accounts/users/{volunteer_a.pk}/deactivate/")
+        response = client_a.post(f"/accounts/users/{volunteer_a.pk}/deactivate/", {"confirm": "yes"})
     assert response.status_code == HTTPStatus.FOUND
     assert volunteer.get("/").status_code == HTTPStatus.FOUND
     assert (f"tenant_a.user.{volunteer_a.pk}", {"type": "session.ended"}) in captured_events
@@ -193,7 +193,7 @@ def test_admin_deactivates_a_user_who_is_signed_out_at_once(client_a, admin_a, v
 
 def test_admin_of_b_cannot_deactivate_a_user_of_a(client_b, outsider_b, volunteer_a):
     client_b.sign_in("outsider-b")
-    response = client_b.post(f"/accounts/users/{volunteer_a.pk}/deactivate/")
+    response = client_b.post(f"/accounts/users/{volunteer_a.pk}/deactivate/", {"confirm": "yes"})
     # Ids are per schema: either no such user in B (404) or B's own user; never A's.
     with tenant_scope("tenant_a"):
         assert User.objects.get(pk=volunteer_a.pk).is_active
@@ -202,7 +202,7 @@ def test_admin_of_b_cannot_deactivate_a_user_of_a(client_b, outsider_b, voluntee
 
 def test_admin_cannot_deactivate_themselves(client_a, admin_a):
     client_a.sign_in("admin-a")
-    response = client_a.post(f"/accounts/users/{admin_a.pk}/deactivate/", follow=True)
+    response = client_a.post(f"/accounts/users/{admin_a.pk}/deactivate/", {"confirm": "yes"}, follow=True)
     assert "You cannot deactivate your own account." in response.content.decode()
     with tenant_scope("tenant_a"):
         assert User.objects.get(pk=admin_a.pk).is_active

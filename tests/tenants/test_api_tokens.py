@@ -79,7 +79,7 @@ def test_deactivation_ends_the_users_tokens(client_a, admin_a, volunteer_a, djan
     token = obtain("volunteer-a").json()["token"]
     client_a.sign_in("admin-a")
     with django_capture_on_commit_callbacks(execute=True):
-        client_a.post(f"/accounts/users/{volunteer_a.pk}/deactivate/")
+        client_a.post(f"/accounts/users/{volunteer_a.pk}/deactivate/", {"confirm": "yes"})
     assert api(token).status_code == HTTPStatus.UNAUTHORIZED
     with tenant_scope("tenant_a"):
         assert not ApiToken.objects.filter(user=volunteer_a).exists()
