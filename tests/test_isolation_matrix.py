@@ -155,6 +155,22 @@ EXPECTED: dict[str, dict[str, dict]] = {
     "watch:person_role": {"GET": signed_in(405), "POST": signed_in(403, b_on_b=404)},
     "watch:person_areas": {"GET": signed_in(405), "POST": signed_in(403, b_on_b=404)},
     # -- issue 10: residents (H2) --
+    # Adding: only those who manage residents; an area id they do not look after is 404 like a missing one.
+    "watch:add_resident": {"GET": signed_in(403, b_on_b=200, staff=200), "POST": signed_in(403, b_on_b=404, staff=404)},
+    "watch:edit_resident": {"GET": signed_in(404), "POST": signed_in(404)},
+    "watch:move_resident": {"GET": signed_in(404), "POST": signed_in(404)},
+    "watch:pause_resident": {"GET": signed_in(404), "POST": signed_in(404)},
+    "watch:end_resident": {"GET": signed_in(404), "POST": signed_in(404)},
+    "watch:resident_history": {"GET": signed_in(404), "POST": signed_in(404)},
+    "watch:add_rhythm": {"GET": signed_in(404), "POST": signed_in(404)},
+    "watch:edit_rhythm": {"GET": signed_in(404), "POST": signed_in(404)},
+    "watch:remove_rhythm": {"GET": signed_in(405), "POST": signed_in(404)},
+    "watch:add_emergency_contact": {"GET": signed_in(404), "POST": signed_in(404)},
+    "watch:edit_emergency_contact": {"GET": signed_in(404), "POST": signed_in(404)},
+    "watch:remove_emergency_contact": {"GET": signed_in(405), "POST": signed_in(404)},
+    "watch:register_device": {"GET": signed_in(404), "POST": signed_in(404)},
+    "watch:reissue_device": {"GET": signed_in(404), "POST": signed_in(404)},
+    "watch:revoke_device": {"GET": signed_in(404), "POST": signed_in(404)},
     # -- issue 10: search (H3) --
     # -- issue 10: policies and rota (H4) --
     # Read by municipal staff (staff elsewhere too), changed only by those who oversee the whole tenant.
@@ -206,6 +222,15 @@ ROUTE_ARGS: dict[str, dict[str, str]] = {
     "watch:person_role": {"user_id": "user"},
     "watch:person_areas": {"user_id": "user"},
     # -- issue 10: residents (H2) --
+    **{f"watch:{name}": {"pk": "resident"} for name in (
+        "edit_resident", "move_resident", "pause_resident", "end_resident", "resident_history", "add_rhythm",
+        "add_emergency_contact", "register_device")},
+    "watch:edit_rhythm": {"pk": "resident", "rhythm_id": "rhythm"},
+    "watch:remove_rhythm": {"pk": "resident", "rhythm_id": "rhythm"},
+    "watch:edit_emergency_contact": {"pk": "resident", "contact_id": "emergency_contact"},
+    "watch:remove_emergency_contact": {"pk": "resident", "contact_id": "emergency_contact"},
+    "watch:reissue_device": {"pk": "resident", "device_id": "device"},
+    "watch:revoke_device": {"pk": "resident", "device_id": "device"},
     # -- issue 10: search (H3) --
     # -- issue 10: policies and rota (H4) --
     "outreach:policy_edit": {"pk": "policy"},
@@ -240,6 +265,20 @@ BODIES = {
     "accounts:deactivate_user": lambda a, persona: {"confirm": "yes"},
     "public/deactivate_tenant": lambda a, persona: {"confirm": "yes"},
     # -- issue 10: residents (H2) --
+    "watch:add_resident": lambda a, persona: {"area": a.areas["osumi"].pk, "name": "新しい 対象者"},
+    "watch:edit_resident": lambda a, persona: {"name": "山田 花子", "gender": "female", "household": "living_alone",
+                                               "risk": "medium"},
+    "watch:move_resident": lambda a, persona: {"area": a.areas["kodo"].pk},
+    "watch:pause_resident": lambda a, persona: {"reason": "入院"},
+    "watch:end_resident": lambda a, persona: {"reason": "moved", "confirm": "on"},
+    **{f"watch:{name}": lambda a, persona: {"channel": "", "interval": 3, "interval_unit": "days", "grace": 12,
+                                            "grace_unit": "hours"} for name in ("add_rhythm", "edit_rhythm")},
+    **{f"watch:{name}": lambda a, persona: {"name": "山田 一郎", "relation": "長男", "phone": "090-1111-2222"}
+       for name in ("add_emergency_contact", "edit_emergency_contact")},
+    **{f"watch:{name}": lambda a, persona: {"confirm": "on"}
+       for name in ("remove_rhythm", "remove_emergency_contact", "revoke_device")},
+    "watch:register_device": lambda a, persona: {"kind": "button", "name": "居間", "paper": "a6"},
+    "watch:reissue_device": lambda a, persona: {"confirm": "on", "paper": "a6"},
     # -- issue 10: search (H3) --
     # -- issue 10: policies and rota (H4) --
     "outreach:policy_new": lambda a, persona: {"name": "手順", "area": a.areas["block"].pk, "rows": 1,
@@ -389,6 +428,9 @@ def world(tenant_a, tenant_b, areas_a, hanako, admin_a, volunteer_a, outsider_b,
         # -- issue 10: people and areas (H1) --
         extra["empty_area"] = watch_actions.do_create_area(name="空き班", kind="block", parent=areas_a["kodo"])
         # -- issue 10: residents (H2) --
+        extra["rhythm"] = hanako.rhythms.get(device=None)
+        extra["emergency_contact"] = watch_actions.do_add_emergency_contact(
+            actor=admin_a, resident=hanako, name="山田 一郎", relation="長男", phone="090-1111-2222")
         # -- issue 10: search (H3) --
         # -- issue 10: policies and rota (H4) --
         from outreach.models import DutyShift, EscalationPolicy, EscalationStep

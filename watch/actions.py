@@ -21,6 +21,7 @@ from watch.areas import (  # noqa: F401 - the tree and memberships live there; m
     do_create_area,
     do_detach_from_area,
 )
+from watch.history import diff, record_change
 from watch.models import (
     SIGN_OF_LIFE,
     Area,
@@ -33,6 +34,7 @@ from watch.models import (
     EmergencyContact,
     Outcome,
     Resident,
+    ResidentChange,
     Rhythm,
 )
 from watch.signals import attention_requested, resident_overdue
@@ -65,12 +67,17 @@ def publish_resident_event_on_commit(resident: Resident, kind: str, **extra) -> 
 
 
 # Residents.
-def do_create_resident(*, area: Area, name: str, rhythms: list[dict] | None = None, **fields) -> Resident:
-    """Create a resident with its rhythms (default: any contact every 7 days, 12 h grace)."""
+def do_create_resident(*, area: Area, name: str, rhythms: list[dict] | None = None, actor: User | None = None,
+                       change_kind: str = ResidentChange.Kind.CREATED, **fields) -> Resident:
+    """Create a resident with its rhythms (default: any contact every 7 days, 12 h grace),
+    recorded in its history as `change_kind` by `actor` (None: the platform)."""
+    if not name.strip():
+        raise ValidationError({"name": [_("Enter the name.")]})
     with transaction.atomic():
-        resident = Resident(area=area, name=name, **fields)
+        resident = Resident(area=area, name=name.strip(), **fields)
         resident.full_clean()
         resident.save()
+        record_change(resident=resident, actor=actor, kind=change_kind)
         for spec in rhythms if rhythms is not None else [{}]:
             do_set_rhythm(resident=resident, **spec)
     return resident
@@ -83,6 +90,7 @@ def do_record_consent(*, actor: User | None, resident: Resident, status: str, sh
     if status not in Resident.Consent.values:
         raise ValidationError({"status": [_("Choose one of the consent states offered.")]})
     given = status == Resident.Consent.GIVEN
+    before = {name: getattr(resident, name) for name in CONSENT_FIELDS}
     with transaction.atomic():
         record = ConsentRecord.objects.create(
             resident=resident, status=status, purpose=purpose or ConsentRecord._meta.get_field("purpose").default,
@@ -94,8 +102,15 @@ def do_record_consent(*, actor: User | None, resident: Resident, status: str, sh
             consent=status, consent_share_with_volunteers=record.share_with_volunteers,
             consent_share_with_association=record.share_with_association,
         )
+        record_change(resident=resident, actor=actor, kind=ResidentChange.Kind.CONSENT, changes=diff(before, {
+            "consent": status, "consent_share_with_volunteers": record.share_with_volunteers,
+            "consent_share_with_association": record.share_with_association}))
     resident.refresh_from_db()
     return record
+
+
+CONSENT_FIELDS = ("consent", "consent_share_with_volunteers", "consent_share_with_association")
+STATUS_FIELDS = ("status", "paused_reason", "paused_until", "end_reason")
 
 
 def check_can_manage_residents(actor: User) -> None:
@@ -116,7 +131,10 @@ def do_set_resident_status(*, actor: User | None, resident: Resident, status: st
         raise ValidationError({"reason": [_("Say why watch-over ends.")]})
     if status == Resident.Status.PAUSED and not reason.strip():
         raise ValidationError({"reason": [_("Say why watch-over is paused.")]})
+    if status == Resident.Status.PAUSED and until is not None and until < timezone.localdate():
+        raise ValidationError({"until": [_("The end of the pause is in the past.")]})
     now = timezone.now()
+    before = {name: getattr(resident, name) for name in STATUS_FIELDS}
     with transaction.atomic():
         resident.status = status
         resident.paused_reason = reason.strip() if status == Resident.Status.PAUSED else ""
@@ -134,6 +152,9 @@ def do_set_resident_status(*, actor: User | None, resident: Resident, status: st
         else:
             rhythms.update(state=Rhythm.State.PAUSED, overdue_since=None)
         _refresh_resident_due(resident)
+        changes = diff(before, {name: getattr(resident, name) for name in STATUS_FIELDS})
+        if changes:
+            record_change(resident=resident, actor=actor, kind=ResidentChange.Kind.STATUS, changes=changes)
         publish_resident_event_on_commit(resident, "resident.status", status=status)
     logger.info("user %s set resident %s to %s", actor.pk if actor else "-", resident.pk, status)
     return resident
@@ -153,13 +174,22 @@ def do_assign(*, actor: User, resident: Resident, user: User) -> Assignment:
     check_can_manage_residents(actor)
     if user.role not in {User.Role.VOLUNTEER, User.Role.CASE_WORKER}:
         raise ValidationError({"user": [_("Only volunteers and case workers can be on a resident's team.")]})
-    assignment, _created = Assignment.objects.get_or_create(resident=resident, user=user)
+    with transaction.atomic():
+        assignment, created = Assignment.objects.get_or_create(resident=resident, user=user)
+        if created:
+            record_change(resident=resident, actor=actor, kind=ResidentChange.Kind.TEAM,
+                          changes={"member": [None, user.pk]})
     return assignment
 
 
 def do_unassign(*, actor: User, resident: Resident, user: User) -> bool:
     check_can_manage_residents(actor)
-    return Assignment.objects.filter(resident=resident, user=user).delete()[0] > 0
+    with transaction.atomic():
+        removed = Assignment.objects.filter(resident=resident, user=user).delete()[0] > 0
+        if removed:
+            record_change(resident=resident, actor=actor, kind=ResidentChange.Kind.TEAM,
+                          changes={"member": [user.pk, None]})
+    return removed
 
 
 def check_can_switch_disaster_sharing(actor: User) -> None:
@@ -198,14 +228,17 @@ def do_end_disaster_sharing(*, actor: User) -> bool:
 # Rhythms.
 def do_set_rhythm(*, resident: Resident, channel: str = "", interval: timedelta = timedelta(days=7),
                   grace: timedelta = timedelta(hours=12), device: Device | None = None) -> Rhythm:
-    """Expect contact every `interval` (+ `grace`); the clock starts now if never contacted."""
+    """Expect contact every `interval` (+ `grace`); the clock starts now if never contacted.
+    A paused or ended resident's new rhythm is off the clock like the others."""
     if interval < timedelta(minutes=1) or grace < timedelta(0):
         raise ValidationError({"interval": [_("The interval must be at least a minute.")]})
     start = resident.last_contact_at or timezone.now()
+    state = Rhythm.State.OK if resident.status == Resident.Status.ACTIVE else Rhythm.State.PAUSED
     rhythm = Rhythm.objects.create(resident=resident, channel=channel, interval=interval, grace=grace, device=device,
-                                   last_contact_at=resident.last_contact_at,
+                                   last_contact_at=resident.last_contact_at, state=state,
                                    alert_at=Rhythm.alert_time(start, interval, grace))
-    do_lower_wakeup(connection.schema_name, OVERDUE, rhythm.alert_at)
+    if state == Rhythm.State.OK:
+        do_lower_wakeup(connection.schema_name, OVERDUE, rhythm.alert_at)
     _refresh_resident_due(resident)
     return rhythm
 
@@ -329,20 +362,38 @@ def _reset_rhythms(resident: Resident, occurred: datetime, *, channel: str, devi
 def do_register_device(*, actor: User, resident: Resident, kind: str, name: str = "",
                        interval: timedelta = timedelta(hours=24)) -> tuple[Device, str]:
     """Register a device and the rhythm of its own signals; returns (device, token).
-    The token is shown this once; only its hash is kept."""
+    The token is shown this once; only its hash is kept. A name is unique among the
+    resident's active devices."""
     check_can_manage_residents(actor)
     if kind not in Device.Kind.values:
         raise ValidationError({"kind": [_("Unknown device kind.")]})
+    name = " ".join(name.split())
     token = secrets.token_urlsafe(24)
     with transaction.atomic():
-        device = Device.objects.create(resident=resident, kind=kind, name=name, token_hash=hash_token(token))
+        try:
+            with transaction.atomic():
+                device = Device.objects.create(resident=resident, kind=kind, name=name, token_hash=hash_token(token))
+        except IntegrityError as exc:
+            if "device_unique_name_per_resident" not in str(exc):
+                raise
+            raise ValidationError({"name": [_("This resident already has an active device of this name.")]}) from exc
         do_set_rhythm(resident=resident, device=device, interval=interval, grace=timedelta(hours=1))
+        record_change(resident=resident, actor=actor, kind=ResidentChange.Kind.DEVICE,
+                      changes={"device": [None, {"kind": kind, "name": name}]})
     return device, token
 
 
 def do_revoke_device(*, actor: User, device: Device) -> bool:
+    """Stop the device's address working and its own rhythm (a revoked device never goes overdue)."""
     check_can_manage_residents(actor)
-    return bool(Device.objects.filter(pk=device.pk, revoked_at=None).update(revoked_at=timezone.now()))
+    with transaction.atomic():
+        revoked = bool(Device.objects.filter(pk=device.pk, revoked_at=None).update(revoked_at=timezone.now()))
+        if revoked:
+            Rhythm.objects.filter(device=device).delete()
+            _refresh_resident_due(device.resident)
+            record_change(resident=device.resident, actor=actor, kind=ResidentChange.Kind.DEVICE,
+                          changes={"device": [{"kind": device.kind, "name": device.name}, None]})
+    return revoked
 
 
 class DeviceSignal:
@@ -499,5 +550,9 @@ def do_add_emergency_contact(*, actor: User | None, resident: Resident, name: st
         check_can_manage_residents(actor)
     contact = EmergencyContact(resident=resident, name=name, relation=relation, phone=phone)
     contact.full_clean(exclude=["resident"])
-    contact.save()
+    with transaction.atomic():
+        contact.save()
+        record_change(resident=resident, actor=actor, kind=ResidentChange.Kind.EMERGENCY_CONTACT,
+                      changes={"emergency_contact": [None, {"name": contact.name, "relation": contact.relation,
+                                                            "phone": contact.phone}]})
     return contact

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from tenants.accounts.models import User, hash_token
-from watch import actions
+from watch import actions, records
 from watch.access import (
     areas_for_user,
     can_see_sensitive,
@@ -108,6 +108,9 @@ def my_residents_worker(request):
     return response
 
 
+RESIDENT_HISTORY = 10  # latest changes on the resident's page; the rest on its history page
+
+
 @login_required
 def resident_detail(request, pk: int):
     resident = get_resident_for_user(request.user, pk)
@@ -115,19 +118,24 @@ def resident_detail(request, pk: int):
         ContactLog.objects.filter(resident=resident).select_related("logged_by", "device"), 50
     ).get_page(request.GET.get("page"))
     sensitive = can_see_sensitive(request.user)
+    can_manage = request.user.role in MANAGER_ROLES
+    team = list(resident.assignments.select_related("user"))
     return render(request, "watch/resident.html", {
         "resident": resident, "contacts": contacts, "sensitive": sensitive,
-        "rhythms": resident.rhythms.select_related("device"),
-        "devices": resident.devices.all() if sensitive else [],
-        "team": resident.assignments.select_related("user"),
-        "emergency_contacts": resident.emergency_contacts.all(),
+        "rhythms": resident.rhythms.select_related("device").order_by("device_id", "pk"),
+        "devices": resident.devices.order_by("revoked_at", "pk") if sensitive else [],
+        "team": team,
+        "emergency_contacts": resident.emergency_contacts.order_by("pk"),
         "consents": resident.consent_records.select_related("recorded_by")[:5] if sensitive else [],
         "channels": Channel.choices, "outcomes": Outcome.choices,
-        "can_manage": request.user.role in MANAGER_ROLES,
+        "can_manage": can_manage,
         "candidates": User.objects.filter(is_active=True, role__in=[User.Role.VOLUNTEER, User.Role.CASE_WORKER])
-        if request.user.role in MANAGER_ROLES else [],
-        "consent_states": Resident.Consent.choices, "statuses": Resident.Status.choices,
-        "end_reasons": Resident.EndReason.choices,
+        .exclude(pk__in=[a.user_id for a in team]) if can_manage else [],
+        "consent_states": Resident.Consent.choices,
+        "history": records.describe_history(resident.changes.select_related("actor")[:RESIDENT_HISTORY],
+                                            request.user),
+        # Set by _refused: the refused form's messages, shown next to its fields.
+        "form_errors": getattr(request, "form_errors", {}),
         "panels": [mark_safe(panel(request, resident)) for panel in resident_panels],  # noqa: S308 - our templates
     })
 
@@ -150,10 +158,16 @@ def log_contact(request, pk: int):
 
 
 def _refused(request, exc: ValidationError, page, **kwargs):
-    """Bad form input: the page again, with the messages, as 400; nothing was saved."""
-    for errors in (exc.message_dict.values() if hasattr(exc, "error_dict") else [exc.messages]):
-        for error in errors:
-            messages.error(request, error)
+    """Bad form input: the page again, with the messages, as 400; nothing was saved.
+    On the resident's page the messages go next to the fields of the form that was sent
+    (`form_errors[url name][field]`); elsewhere above the page."""
+    errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+    if page is resident_detail:
+        request.form_errors = {request.resolver_match.url_name: errors}
+    else:
+        for field_errors in errors.values():
+            for error in field_errors:
+                messages.error(request, error)
     response = page(request, **kwargs)
     response.status_code = 400
     return response
@@ -200,12 +214,15 @@ def record_consent(request, pk: int):
 @require_http_methods(["POST"])
 def set_status(request, pk: int):
     resident = get_resident_for_user(request.user, pk)
+    actions.check_can_manage_residents(request.user)
     try:
         try:
             until = date.fromisoformat(request.POST["until"]) if request.POST.get("until") else None
         except ValueError as exc:
             raise ValidationError({"until": [_("Enter the date as YYYY-MM-DD.")]}) from exc
-        actions.do_set_resident_status(actor=request.user, resident=resident, status=request.POST.get("status", ""),
+        status = request.POST.get("status", "")
+        records.check_status_confirmed(status, bool(request.POST.get("confirm")))
+        actions.do_set_resident_status(actor=request.user, resident=resident, status=status,
                                        reason=request.POST.get("reason", "")[:200], until=until)
     except ValidationError as exc:
         return _refused(request, exc, resident_detail, pk=pk)

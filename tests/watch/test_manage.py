@@ -85,7 +85,8 @@ def test_a_paused_resident_never_goes_overdue_and_resumes_with_a_fresh_clock(cli
 
 def test_status_with_bad_input_is_400_with_a_message(client_a, staff_a, hanako):
     client_a.sign_in("staff-a")
-    cases = [({"status": "ended", "reason": "bored"}, "Say why watch-over ends."),
+    cases = [({"status": "ended", "reason": "bored", "confirm": "on"}, "Say why watch-over ends."),
+             ({"status": "ended", "reason": "moved"}, "Confirm that watch-over ends."),
              ({"status": "paused", "reason": ""}, "Say why watch-over is paused."),
              ({"status": "paused", "reason": "入院", "until": "next week"}, "Enter the date as YYYY-MM-DD."),
              ({"status": "gone"}, "Choose one of the states offered.")]
