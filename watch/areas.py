@@ -132,6 +132,12 @@ def do_change_area(*, actor: User | None, area: Area, name: str, kind: str, pare
             full_names[node.pk] = node.full_name
         _save_unique(root, update_fields=["name", "kind", "parent", "path", "full_name"])
         Area.objects.bulk_update([node for node in subtree if node is not root], ["path", "full_name"])
+        if old_prefix != new_prefix:
+            # Those attached above the old place stop seeing these residents, those above
+            # the new one start: their open pages reload.
+            above = set(Area(path=old_prefix).ancestor_ids[:-1]) ^ set(Area(path=new_prefix).ancestor_ids[:-1])
+            _access_changed(*AreaMembership.objects.filter(area_id__in=above)
+                            .values_list("user_id", flat=True).distinct())
     logger.info("user %s changed area %s (moved: %s)", getattr(actor, "pk", None), root.pk,
                 old_prefix != new_prefix)
     return root
@@ -190,8 +196,9 @@ def area_tree_for_user(user: User) -> list[Area]:
 
 
 # Memberships and roles.
-def _access_changed(user_id: int) -> None:
-    send_event_on_commit(connection.schema_name, SESSION_ENDED, [to_user(user_id)])
+def _access_changed(*user_ids: int) -> None:
+    if user_ids:
+        send_event_on_commit(connection.schema_name, SESSION_ENDED, [to_user(pk) for pk in user_ids])
 
 
 def do_attach_to_area(*, actor: User | None, user: User, area: Area) -> AreaMembership:

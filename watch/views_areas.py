@@ -19,7 +19,8 @@ from watch.models import Area, AreaMembership
 
 
 class AreaForm(forms.Form):
-    name = forms.CharField(label=pgettext_lazy("of an area", "Name"), max_length=Area._meta.get_field("name").max_length)
+    name = forms.CharField(label=pgettext_lazy("of an area", "Name"),
+                           max_length=Area._meta.get_field("name").max_length)
     kind = forms.ChoiceField(label=gettext_lazy("Kind"), choices=Area.Kind.choices)
     # An id, looked up by the view: another tenant's or a missing area is 404, not a form error.
     parent = forms.IntegerField(label=gettext_lazy("Parent area"), required=False, widget=forms.Select)

@@ -9,9 +9,13 @@ from tenants.accounts.models import Invitation, User
 from tenants.context import tenant_scope
 from tenants.models import Tenant
 from tests.conftest import HOST_A, TenantClient, make_user
-from tests.watch.conftest import areas_a, attach, hanako, make_resident, shigeru  # noqa: F401 - shared fixtures
+from tests.watch import conftest as watch_fixtures
+from tests.watch.conftest import attach, make_resident
 from watch.access import residents_for_user
 from watch.models import AreaMembership
+
+# The area tree and residents of tests/watch (a conftest there, not here).
+areas_a, hanako, shigeru = watch_fixtures.areas_a, watch_fixtures.hanako, watch_fixtures.shigeru
 
 
 def signed_in(username: str, language: str = "en") -> TenantClient:

@@ -89,7 +89,8 @@ def test_renaming_an_area_renames_the_full_names_of_its_whole_subtree(admin_clie
     assert "大住 › 山手東自治会 › 3班" in admin_client.get("/watch/areas/").content.decode()
 
 
-def test_moving_an_area_moves_its_residents_to_those_attached_to_the_new_parent(admin_client, areas_a, hanako):
+def test_moving_an_area_moves_its_residents_to_those_attached_to_the_new_parent(
+        admin_client, areas_a, hanako, captured_events, django_capture_on_commit_callbacks):
     old_officer = make_user("tenant_a", "officer-osumi", User.Role.ASSOCIATION_OFFICER)
     new_officer = make_user("tenant_a", "officer-kodo", User.Role.ASSOCIATION_OFFICER)
     attach(old_officer, areas_a["osumi"])
@@ -98,9 +99,13 @@ def test_moving_an_area_moves_its_residents_to_those_attached_to_the_new_parent(
         assert list(residents_for_user(old_officer)) == [hanako]
         assert not residents_for_user(new_officer).exists()
 
-    response = admin_client.post(f"/watch/areas/{areas_a['assoc'].pk}/",
-                                 {"name": "大住ヶ丘連合自治会", "kind": "association", "parent": areas_a["kodo"].pk})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/watch/areas/{areas_a['assoc'].pk}/", {
+            "name": "大住ヶ丘連合自治会", "kind": "association", "parent": areas_a["kodo"].pk})
     assert response.status_code == HTTPStatus.FOUND
+    # Both officers' open pages reload: one stops seeing the residents, the other starts.
+    assert {group for group, event in captured_events if event == {"type": "session.ended"}} == {
+        f"tenant_a.user.{old_officer.pk}", f"tenant_a.user.{new_officer.pk}"}
     after = names()
     assert after[areas_a["block"].pk][1:] == (
         "興戸 › 大住ヶ丘連合自治会 › 3班", f"{areas_a['kodo'].path}{areas_a['assoc'].pk}/{areas_a['block'].pk}/")
