@@ -8,7 +8,7 @@ from outreach import replies
 from outreach.actions import do_raise_concern, do_take_reply
 from outreach.models import Concern, Severity
 from watch.models import ContactLog, Outcome, Resident
-from watch.signals import attention_requested, resident_overdue
+from watch.signals import attention_requested, resident_overdue, visit_missed
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,19 @@ def raise_for_overdue(sender, resident_id, rhythm_id, **kwargs):
             do_raise_concern(resident=resident, cause=Concern.Cause.OVERDUE, rhythm=rhythm_id)
     except Exception:
         logger.exception("could not raise the overdue concern of resident %s; the repair sweep will", resident_id)
+
+
+@receiver(visit_missed)
+def raise_for_missed_visit(sender, resident_id, visit_id, **kwargs):
+    """A planned visit not done in its window is a missed sign of life, as an overdue rhythm is."""
+    try:
+        with transaction.atomic():
+            resident = Resident.objects.select_related("area").get(pk=resident_id)
+            # As severe as an overdue rhythm: both are a sign of life that did not come.
+            do_raise_concern(resident=resident, cause=Concern.Cause.MISSED_VISIT, severity=Severity.HIGH,
+                             visit=visit_id)
+    except Exception:
+        logger.exception("could not raise the missed-visit concern of resident %s (visit %s)", resident_id, visit_id)
 
 
 def acknowledge_by_reply(sender, user, channel, text, notification=None, **kwargs):

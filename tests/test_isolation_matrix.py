@@ -181,6 +181,15 @@ EXPECTED: dict[str, dict[str, dict]] = {
     "outreach:rota_copy": {"GET": signed_in(405), "POST": signed_in(403, b_on_b=302)},
     "outreach:rota_remove": {"GET": signed_in(403, b_on_b=404), "POST": signed_in(403, b_on_b=404)},
     # -- issue 10: visits (H5) --
+    # Planning is for staff and case workers; others' visits are 404 like missing ones. The PDF
+    # sheet of those who plan asks first whose sheet it is (a redirect to the HTML sheet).
+    "watch:visits": {"GET": signed_in(403, b_on_b=200, staff=200), "POST": signed_in(403, b_on_b=404, staff=404)},
+    "watch:visit_week": {"GET": signed_in(200), "POST": signed_in(405)},
+    "watch:visit_reassign": {"GET": signed_in(404), "POST": signed_in(404)},
+    "watch:visit_cancel": {"GET": signed_in(404), "POST": signed_in(404)},
+    "watch:visit_sheet": {"GET": signed_in(200), "POST": signed_in(405)},
+    "watch:visit_sheet_pdf": {"GET": signed_in(200, b_on_b=302, staff=302), "POST": signed_in(405)},
+    "watch:visit_outcomes": {"GET": signed_in(200), "POST": signed_in(404)},
     # -- issue 10: home and pages (H6/H7) --
     # The import's CSV template (headers and a made-up example): for those who may import.
     "watch:import_template": {"GET": signed_in(403, b_on_b=200, staff=200), "POST": signed_in(405)},
@@ -236,6 +245,8 @@ ROUTE_ARGS: dict[str, dict[str, str]] = {
     "outreach:policy_edit": {"pk": "policy"},
     "outreach:rota_remove": {"pk": "shift"},
     # -- issue 10: visits (H5) --
+    "watch:visit_reassign": {"pk": "visit"},
+    "watch:visit_cancel": {"pk": "visit"},
     # -- issue 10: home and pages (H6/H7) --
 }
 CREDENTIALS = {"reset_token", "invitation_token", "ack_token", "device_token"}
@@ -288,6 +299,13 @@ BODIES = {
     "outreach:rota": lambda a, persona: {"user": a.user.pk, "day": "2026-12-08", "starts": "09:00", "ends": "17:00"},
     "outreach:rota_remove": lambda a, persona: {"confirm": 1},
     # -- issue 10: visits (H5) --
+    "watch:visits": lambda a, persona: {"resident": a.resident.pk, "visitor": a.visit_visitor, "purpose": "regular",
+                                        "starts_on": timezone.localdate().isoformat()},
+    "watch:visit_reassign": lambda a, persona: {"visitor": a.visit_visitor},
+    "watch:visit_cancel": lambda a, persona: {"confirm": "yes"},
+    "watch:visit_outcomes": lambda a, persona: {
+        "visit": a.visit.pk, f"outcome-{a.visit.pk}": "fine", f"note-{a.visit.pk}": "",
+        f"at-{a.visit.pk}": timezone.localtime().strftime("%Y-%m-%dT00:01")},
     # -- issue 10: home and pages (H6/H7) --
 }
 JSON_BODIES = {"notifications:webpush_subscription"}  # posted by scripts as JSON
@@ -440,6 +458,11 @@ def world(tenant_a, tenant_b, areas_a, hanako, admin_a, volunteer_a, outsider_b,
         extra["shift"] = DutyShift.objects.create(user=admin_a, starts_at=timezone.now(),
                                                   ends_at=timezone.now() + timedelta(hours=8))
         # -- issue 10: visits (H5) --
+        from watch.visits import do_plan_visit
+
+        extra["visit"] = do_plan_visit(actor=admin_a, resident=hanako, visitor=volunteer_a,
+                                       starts_on=timezone.localdate(), note="玄関の鍵は隣の佐藤さん")
+        extra["visit_visitor"] = volunteer_a.pk
         # -- issue 10: home and pages (H6/H7) --
     return SimpleNamespace(
         tenant=tenant_a.pk, areas=areas_a, resident=hanako, concern=concern, notification=notification,

@@ -329,6 +329,10 @@ def _apply_contact(resident: Resident, contact: ContactLog) -> None:
         fields.update(last_contact_at=occurred, last_outcome=contact.outcome)
     if fields:
         Resident.objects.filter(pk=resident.pk).update(**fields)
+    # After the rhythms and their wakeup, as the edge does (see watch.visits for the lock order).
+    from watch.visits import do_complete_visits
+
+    do_complete_visits(contact)
     if contact.outcome == Outcome.WORRIED or contact.outcome == Outcome.ASKED_FOR_CALL:
         cause = "device_call_request" if contact.device_id else "worried_contact"
         attention_requested.send(sender=ContactLog, resident_id=resident.pk, cause=cause, contact_id=contact.pk)
@@ -510,8 +514,11 @@ def do_device_rhythm_recovered(*, device: Device, at: datetime) -> None:
 def do_mark_overdue(now: datetime | None = None) -> list[int]:
     """Mark every rhythm of this tenant whose alert time has passed as overdue, each
     exactly once even when passes run concurrently (the UPDATE re-checks the state under
-    the row lock). Publishes one event per resident and calls the overdue hook. Resets
-    the tenant's wakeup to its next alert time. Returns the resident ids marked."""
+    the row lock). Publishes one event per resident and calls the overdue hook. Then the
+    missed-visit pass (watch.visits), a missed sign of life too. Resets the tenant's
+    wakeup to its next alert time or visit window end. Returns the resident ids marked."""
+    from watch.visits import do_mark_missed_visits, next_visit_due
+
     now = now or timezone.now()
     table = Rhythm._meta.db_table
     with transaction.atomic():
@@ -534,9 +541,10 @@ def do_mark_overdue(now: datetime | None = None) -> list[int]:
                 publish_resident_event_on_commit(resident, "resident.overdue")
             for rhythm_id, resident_id in marked:
                 resident_overdue.send(sender=Rhythm, resident_id=resident_id, rhythm_id=rhythm_id)
+        do_mark_missed_visits(now)
         next_alert = (Rhythm.objects.filter(state=Rhythm.State.OK, alert_at__isnull=False)
                       .order_by("alert_at").values_list("alert_at", flat=True).first())
-        do_set_wakeup(connection.schema_name, OVERDUE, next_alert)
+        do_set_wakeup(connection.schema_name, OVERDUE, min(filter(None, [next_alert, next_visit_due()]), default=None))
     if marked:
         logger.info("marked %d rhythm(s) of %d resident(s) overdue", len(marked), len(resident_ids))
     return resident_ids

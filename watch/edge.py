@@ -59,6 +59,7 @@ from watch.models import (
     Resident,
     Rhythm,
 )
+from watch.visits import completion_params, completion_sql
 
 logger = logging.getLogger(__name__)
 
@@ -296,6 +297,10 @@ class Edge:
                 summary = await (await conn.execute(self._sql(_CONTACT_SUMMARY, schema), values)).fetchone()
                 if lowered is not None:
                     await conn.execute(_LOWER_WAKEUP, {"schema": schema, "purpose": OVERDUE, "due": lowered})
+                # The visits it completes: the action's own statement (watch.visits).
+                await conn.execute(completion_sql(schema), completion_params(
+                    schema=schema, resident=values["resident"], contact=contact_id, at=values["at"],
+                    user=user.id, channel=values["channel"]))
         except _PassToDjango:
             return await self.inner(scope, replay, send)
         resident.last_contact_at, resident.last_outcome, resident.next_due_at, resident.is_overdue = summary

@@ -42,11 +42,22 @@
     show(n ? labels.queued.replace("%(count)s", n) : "");
   }
 
+  // What became of a check-in is said next to the card that was tapped (a role="status"
+  // line there), not somewhere the volunteer is not looking.
+  function cardStatus(residentId, text, sent) {
+    const card = document.querySelector(`[data-resident-row="${residentId}"]`);
+    const line = card && card.querySelector(".checkin-status");
+    if (!line) return;
+    line.textContent = text;
+    line.classList.toggle("sent", !!sent);
+  }
+
   function enqueue(item) {
     const queue = load();
     queue.push({ ...item, idempotency_key: uuid(), occurred_at: new Date().toISOString() });
     save(queue);
     showQueue();
+    cardStatus(item.resident, navigator.onLine ? labels.sending : labels.kept, false);
     flush();
   }
 
@@ -65,16 +76,22 @@
             body: JSON.stringify(item),
           });
         } catch (err) {
+          cardStatus(item.resident, labels.kept, false);
           break; // offline: keep it, try again later
         }
         // Server trouble, too fast, or signed out (the session ended while offline): keep it
         // and try again later (after the next sign-in, for the last).
-        if (response.status >= 500 || [401, 403, 429].includes(response.status)) break;
+        if (response.status >= 500 || [401, 403, 429].includes(response.status)) {
+          cardStatus(item.resident, labels.kept, false);
+          break;
+        }
         queue = load().filter((q) => q.idempotency_key !== item.idempotency_key);
         save(queue);
         if (!response.ok) {
           const body = await response.text();
-          show(labels.rejected.replace("%(reason)s", body.slice(0, 200)));
+          const reason = labels.rejected.replace("%(reason)s", body.slice(0, 200));
+          show(reason);
+          cardStatus(item.resident, reason, false);
           return;
         }
         markSent(item.resident);
@@ -88,6 +105,7 @@
   function markSent(residentId) {
     const card = document.querySelector(`[data-resident-row="${residentId}"]`);
     if (card) card.classList.add("sent");
+    cardStatus(residentId, labels.recorded, true);
   }
 
   document.addEventListener("click", (e) => {
