@@ -33,7 +33,7 @@ from outreach.models import (
     Target,
 )
 from tenants.accounts.models import User
-from watch.access import LENSES, area_scope, oversees_whole_tenant
+from watch.access import LENSES, area_scope, lens_for, oversees_whole_tenant
 from watch.models import Area, AreaMembership, Resident
 
 MAX_STEPS = 10
@@ -65,30 +65,38 @@ def check_can_read_policies(user) -> None:
 
 class Reach:
     """The facts the area-level rule reads, loaded once (a few queries) for any number of
-    areas: active people of the area-wide roles, their areas, and who is on duty in
-    [starts, ends] (an instant when they are equal, as escalation asks)."""
+    areas: the active people of the area-wide roles and their areas, who is on duty in
+    [starts, ends] (an instant when they are equal, as escalation asks), and the named
+    people of the steps asked about."""
 
     def __init__(self, starts: datetime | None = None, ends: datetime | None = None):
         self.starts = starts or timezone.now()
         self.ends = ends or self.starts
-        self.people = list(User.objects.filter(is_active=True, role__in=AREA_WIDE_ROLES).order_by("pk"))
+        overlapping = Q(starts_at__lte=self.starts) if self.starts == self.ends else Q(starts_at__lt=self.ends)
+        on_duty = DutyShift.objects.filter(overlapping, ends_at__gt=self.starts).values("user_id")
+        active = User.objects.filter(is_active=True).order_by("pk")
+        self.people = list(active.filter(role__in=AREA_WIDE_ROLES))
+        self.on_duty = list(active.filter(pk__in=on_duty))
         self.areas_of: dict[int, set[int]] = {}
         for user_id, area_id in AreaMembership.objects.values_list("user_id", "area_id"):
             self.areas_of.setdefault(user_id, set()).add(area_id)
-        overlapping = (Q(starts_at__lte=self.starts) if self.starts == self.ends else Q(starts_at__lt=self.ends))
-        self.on_duty = set(DutyShift.objects.filter(overlapping, ends_at__gt=self.starts)
-                           .values_list("user_id", flat=True))
+        self._named: dict[tuple, list[User]] = {}
         self._scopes: dict[int, list[str] | None] = {}
 
     def _sees(self, person: User, area: Area) -> bool:
-        """The person sees every resident of `area` (watch.access's area scope)."""
+        """The person sees every resident of `area`, consent or not (watch.access's lens
+        and area scope): people who see only those who consented are not counted."""
+        lens = lens_for(person)
+        if lens is None or lens.shared_by is not None:
+            return False
         if person.pk not in self._scopes:
             self._scopes[person.pk] = area_scope(person)
         scope = self._scopes[person.pk]
         return scope is None or any(area.path.startswith(path) for path in scope)
 
     def named(self, area: Area, target: str, step: dict) -> list[User]:
-        """`_named_by` for a resident of `area` with no team of their own."""
+        """`_named_by` for a resident of `area` with no team of their own: the people a
+        target names, before asking whether they may see the resident."""
         above = set(area.ancestor_ids)
         if target == Target.CASE_WORKERS:
             return [p for p in self.people
@@ -101,9 +109,12 @@ class Reach:
             everywhere = [p for p in staff if p.pk not in self.areas_of]
             return everywhere or [p for p in self.people if p.role == User.Role.ADMIN]
         if target == Target.USER:
-            return [p for p in self.people if p.pk in step.get("users", [])]
+            key = tuple(sorted(step.get("users", [])))
+            if key not in self._named:
+                self._named[key] = list(User.objects.filter(is_active=True, pk__in=key).order_by("pk"))
+            return self._named[key]
         if target == Target.ON_DUTY:
-            return [p for p in self.people if p.pk in self.on_duty]
+            return self.on_duty
         return []  # the resident's own volunteers: no area-level answer
 
     def reached(self, area: Area, step: dict) -> list[User]:
@@ -193,10 +204,6 @@ def user_names(steps_lists) -> dict[int, str]:
     return {user.pk: str(user) for user in User.objects.filter(pk__in=ids)}
 
 
-def severity_label(severity: str) -> str:
-    return str(Severity(severity).label) if severity else _("Any severity")
-
-
 def policy_label(name: str) -> str:
     return _(name) if name in (DEFAULT_POLICY_NAME, URGENT_POLICY_NAME) else name
 
@@ -216,9 +223,8 @@ class PolicyView:
 
     @property
     def severity_text(self) -> str:
-        if self.policy is None and not self.severity:
-            return _("All but urgent")
-        return severity_label(self.severity)
+        # A policy for any severity never applies to urgent concerns (policy_for).
+        return str(Severity(self.severity).label) if self.severity else _("All but urgent")
 
     @property
     def area_text(self) -> str:

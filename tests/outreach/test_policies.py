@@ -230,30 +230,59 @@ def test_a_step_that_reaches_nobody_anywhere_is_saved_and_says_so(admin_a, areas
         assert Concern.objects.get(pk=concern.pk).reached_nobody
 
 
-def test_who_a_step_reaches_is_whom_escalation_notifies_for_every_target_and_area(areas_a, admin_a, staff_a):
-    """The area-level rule against recipients_for, for a resident of each area with no team."""
+def test_who_a_step_reaches_is_whom_escalation_notifies_for_every_target_and_area(areas_a, admin_a, staff_a,
+                                                                                  volunteer_a):
+    """The area-level rule against recipients_for, for residents of each area with no team:
+    the same people where the resident did not consent, and never more where they did
+    (an officer who sees only those who consented is not counted on)."""
     cw = make_user("tenant_a", "cw-assoc", User.Role.CASE_WORKER)
     attach(cw, areas_a["assoc"])
     block_staff = make_user("tenant_a", "staff-block", User.Role.MUNICIPAL_STAFF)
     attach(block_staff, areas_a["block"])
     kodo_staff = make_user("tenant_a", "staff-kodo", User.Role.MUNICIPAL_STAFF)
     attach(kodo_staff, areas_a["kodo"])
-    make_user("tenant_a", "gone", User.Role.MUNICIPAL_STAFF, is_active=False)
+    officer = make_user("tenant_a", "officer", User.Role.ASSOCIATION_OFFICER)
+    attach(officer, areas_a["osumi"])
+    gone = make_user("tenant_a", "gone", User.Role.MUNICIPAL_STAFF, is_active=False)
     now = timezone.now()
     with tenant_scope("tenant_a"):
-        for person in (cw, kodo_staff):
+        for person in (cw, kodo_staff, officer, volunteer_a, gone):
             DutyShift.objects.create(user=person, starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1))
         DutyShift.objects.create(user=block_staff, starts_at=now + timedelta(hours=1), ends_at=now + timedelta(hours=2))
-        residents = {name: make_resident(area, f"住民 {name}") for name, area in areas_a.items()}
-        steps = [{"targets": [target], "users": [cw.pk, kodo_staff.pk], "wait_minutes": 5} for target in Target.values]
+        named = [cw.pk, kodo_staff.pk, officer.pk, volunteer_a.pk, gone.pk]
+        steps = [{"targets": [target], "users": named, "wait_minutes": 5} for target in Target.values]
         steps.append({"targets": list(Target.values), "users": [block_staff.pk], "wait_minutes": 5})
         reach = policies.Reach(now, now)
-        for name, resident in residents.items():
-            concern = Concern(resident=resident)
+        checked = 0
+        for name, area in areas_a.items():
+            refused = make_resident(area, f"同意なし {name}", consent="refused", share=False)
+            given = make_resident(area, f"同意あり {name}")
             for step in steps:
-                expected = [p.pk for p in actions.recipients_for(concern, step)]
-                assert [p.pk for p in policies.who_a_step_reaches(resident.area, step, reach)] == expected, (name, step)
+                reached = [p.pk for p in policies.who_a_step_reaches(area, step, reach)]
+                assert reached == [p.pk for p in actions.recipients_for(Concern(resident=refused), step)], (name, step)
+                assert set(reached) <= {p.pk for p in actions.recipients_for(Concern(resident=given), step)}
+                checked += bool(reached)
+        assert checked > 10  # most steps reach someone somewhere: the comparison is not of empty lists
         assert [p.pk for p in policies.who_a_step_reaches(areas_a["block"], steps[3])] == [cw.pk]
+
+
+def test_the_policy_list_asks_as_many_queries_for_many_areas_as_for_few(admin_a, areas_a, staff_a):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from watch.actions import do_create_area
+
+    client = signed_in("admin-a")
+    client.post("/outreach/policies/new/", policy_body(step_2_users=[str(staff_a.pk)], step_2_targets=["on_duty"]))
+    with CaptureQueriesContext(connection) as few:
+        assert client.get("/outreach/policies/").status_code == 200
+    with tenant_scope("tenant_a"):
+        for number in range(20):
+            do_create_area(name=f"{number + 10}班", kind=Area.Kind.BLOCK, parent=areas_a["assoc"])
+    with CaptureQueriesContext(connection) as many:
+        page = client.get("/outreach/policies/").content.decode()
+    assert "大住 › 大住ヶ丘連合自治会 › 29班" in page
+    assert len(many) == len(few)
 
 
 def test_a_step_of_the_residents_own_volunteers_alone_is_not_warned_about(admin_a, areas_a):
