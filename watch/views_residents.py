@@ -357,8 +357,9 @@ def remove_emergency_contact(request, pk: int, contact_id: int):
 def _label(request, resident, device, token: str, paper: str):
     """The printable label: only now, while the token is known (only its hash is kept)."""
     url = request.build_absolute_uri(reverse("device_ping", kwargs={"token": token}))
-    qr = segno.make(url, error="m").svg_inline(scale=1, unit="mm", border=2, svgclass="qr",
+    qr = segno.make(url, error="m").svg_inline(scale=1, unit="mm", border=4, svgclass="qr",
                                                title=_("QR code of the ping address"))
+    qr = qr.replace("<svg ", '<svg role="img" ', 1)
     response = render(request, "watch/device_label.html", {
         "resident": resident, "device": device, "ping_url": url, "qr": qr, "paper": paper})
     response["Cache-Control"] = "no-store"  # the address is a credential

@@ -220,3 +220,25 @@ def test_a_keyed_press_on_another_tenants_host_gets_404_and_logs_nothing(client_
     assert _press(client_b, token, "call", key="k-1").status_code == HTTPStatus.NOT_FOUND
     assert _presses(hanako) == []
 
+
+
+def test_the_api_refuses_a_duplicate_active_device_name_with_a_message_on_the_name(client_a, staff_a, hanako):
+    client_a.sign_in("staff-a")
+    assert register(client_a, hanako, name="玄関").status_code == HTTPStatus.CREATED
+    response = register(client_a, hanako, name="玄関")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json() == {"name": ["This resident already has an active device of this name."]}
+    with tenant_scope("tenant_a"):
+        assert Device.objects.filter(resident=hanako).count() == 1
+        first = Device.objects.get(resident=hanako)
+        actions.do_revoke_device(actor=staff_a, device=first)
+    assert register(client_a, hanako, name="玄関").status_code == HTTPStatus.CREATED  # a revoked name is free
+
+
+def test_a_revoked_device_never_goes_overdue(staff_a, hanako):
+    device, _token = _device(hanako, staff_a)
+    with tenant_scope("tenant_a"):
+        actions.do_revoke_device(actor=staff_a, device=device)
+        # The device's own rhythm was due in 25 hours; the person's is a week away.
+        assert actions.do_mark_overdue(timezone.now() + timedelta(hours=30)) == []
+        assert not Rhythm.objects.filter(device=device).exists()
