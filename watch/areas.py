@@ -158,7 +158,27 @@ def deletion_blockers(area: Area) -> list[str]:
             "%(count)s person is still attached to this area or an area under it: detach them first.",
             "%(count)s people are still attached to this area or areas under it: detach them first.",
             attached) % {"count": attached})
+    if others := _other_references(area):
+        blockers.append(ngettext(
+            "%(count)s setting of another part (such as an escalation policy) still names this area or an area "
+            "under it: change it first.",
+            "%(count)s settings of other parts (such as escalation policies) still name this area or areas "
+            "under it: change them first.", others) % {"count": others})
     return blockers
+
+
+def _other_references(area: Area) -> int:
+    """Rows of other apps' models (which watch may not import) that name an area of the
+    subtree: a deletion would take them with it, unseen."""
+    count = 0
+    relations = [field for field in Area._meta.get_fields(include_hidden=True)  # related_name="+" too
+                 if (field.one_to_many or field.one_to_one) and field.auto_created and not field.concrete]
+    for relation in relations:
+        if relation.related_model in (Area, AreaMembership, Resident):
+            continue
+        count += relation.related_model._base_manager.filter(
+            **{f"{relation.field.name}__path__startswith": area.path}).count()
+    return count
 
 
 def do_delete_area(*, actor: User | None, area: Area) -> None:

@@ -230,3 +230,17 @@ def test_a_resident_added_to_a_moved_area_is_seen_by_the_new_parents_officer(adm
         do_change_area(actor=admin_a, area=areas_a["block"], name="3班", kind="block", parent=areas_a["kodo"])
         resident = make_resident(Area.objects.get(pk=areas_a["block"].pk), "新しい 住民")
         assert list(residents_for_user(officer)) == [resident]
+
+
+def test_an_area_named_by_an_escalation_policy_is_not_deleted_with_it(admin_client, areas_a):
+    from outreach.models import EscalationPolicy
+
+    with tenant_scope("tenant_a"):
+        policy = EscalationPolicy.objects.create(name="興戸の手順", area=areas_a["kodo"])
+    page = admin_client.get(f"/watch/areas/{areas_a['kodo'].pk}/delete/").content.decode()
+    assert "1 setting of another part (such as an escalation policy) still names this area" in page
+    assert 'name="confirm"' not in page
+    response = admin_client.post(f"/watch/areas/{areas_a['kodo'].pk}/delete/", {"confirm": "yes"})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    with tenant_scope("tenant_a"):
+        assert EscalationPolicy.objects.filter(pk=policy.pk, area=areas_a["kodo"]).exists()
