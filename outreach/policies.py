@@ -78,7 +78,8 @@ class Reach:
         self.people = list(active.filter(role__in=AREA_WIDE_ROLES))
         self.on_duty = list(active.filter(pk__in=on_duty))
         self.areas_of: dict[int, set[int]] = {}
-        for user_id, area_id in AreaMembership.objects.values_list("user_id", "area_id"):
+        memberships = AreaMembership.objects.filter(user__is_active=True, user__role__in=AREA_WIDE_ROLES)
+        for user_id, area_id in memberships.values_list("user_id", "area_id"):
             self.areas_of.setdefault(user_id, set()).add(area_id)
         self._named: dict[tuple, list[User]] = {}
         self._scopes: dict[int, list[str] | None] = {}
