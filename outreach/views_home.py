@@ -32,6 +32,9 @@ VISITS_SHOWN = 20
 CONTACTS_SHOWN = 5
 DAYS = 7  # "this week": today and the six days before, in the tenant's time zone
 
+# What an area is shown with (str(area): its full path), fetched alongside the rows.
+AREA_FIELDS = ("area__name", "area__full_name")
+
 # How the home page names a live concern's state: 未対応 (nobody has taken it yet) and
 # 対応中 (someone acknowledged it). The model's label "Open" is also a verb elsewhere.
 CONCERN_STATE_WORDS = {
@@ -71,7 +74,8 @@ def overdue_now(visible) -> dict:
     overdue = visible.filter(is_overdue=True)
     return {
         "overdue_count": overdue.count(),
-        "overdue": overdue.select_related("area").order_by("next_due_at", "pk")[:OVERDUE_SHOWN],
+        "overdue": overdue.select_related("area").only("name", "next_due_at", "last_contact_at", "last_outcome",
+                                                         *AREA_FIELDS).order_by("next_due_at", "pk")[:OVERDUE_SHOWN],
     }
 
 
@@ -89,6 +93,8 @@ def live_concerns(visible, now) -> dict:
         older=Count("pk", filter=Q(opened_at__lte=week_ago)),
     )
     shown = list(concerns.select_related("resident__area")
+                 .only("cause", "severity", "state", "opened_at", "resident__name",
+                       *(f"resident__{field}" for field in AREA_FIELDS))
                  .annotate(urgent_first=Case(When(severity=Severity.URGENT, then=Value(0)), default=Value(1),
                                              output_field=IntegerField()))
                  .order_by("urgent_first", "opened_at", "pk")[:CONCERNS_SHOWN])
@@ -103,8 +109,10 @@ def visits_today(visible, today) -> dict:
                                   starts_on__lte=today, ends_on__gte=today)
     return {
         "today": today, "visit_count": visits.count(),
-        "visits": visits.select_related("resident__area", "visitor").order_by("resident__area__path", "pk")
-        [:VISITS_SHOWN],
+        "visits": visits.select_related("resident__area", "visitor")
+        .only("resident", "starts_on", "ends_on", "purpose", "resident__name", "visitor__display_name",
+              "visitor__username", *(f"resident__{field}" for field in AREA_FIELDS))
+        .order_by("resident__area__path", "pk")[:VISITS_SHOWN],
     }
 
 
@@ -115,11 +123,13 @@ def contacts_this_week(visible, now, tz) -> dict:
     since = datetime.combine(first_day, time.min, tzinfo=tz)
     contacts = ContactLog.objects.filter(resident__in=visible, occurred_at__gte=since)
     per_day = dict(contacts.annotate(day=TruncDate("occurred_at", tzinfo=tz)).order_by()
-                   .values_list("day").annotate(n=Count("pk")))
+                   .values_list("day").annotate(n=Count("*")))
     days = [{"day": first_day + timedelta(days=i), "count": per_day.get(first_day + timedelta(days=i), 0)}
             for i in range(DAYS)]
     return {
         "contact_days": days[::-1], "contact_total": sum(d["count"] for d in days),
         "latest_contacts": contacts.select_related("resident__area", "logged_by")
+        .only("resident", "occurred_at", "channel", "outcome", "note", "logged_by", "resident__name",
+              "logged_by__display_name", "logged_by__username", *(f"resident__{field}" for field in AREA_FIELDS))
         .order_by("-occurred_at", "-pk")[:CONTACTS_SHOWN],
     }
