@@ -6,7 +6,7 @@ from http import HTTPStatus
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 
 from tenants.accounts.models import User
@@ -244,13 +244,17 @@ KEEP_TABLES = {"django_migrations", "django_content_type", "auth_permission"}
 
 
 def wipe_tenant_tables(schemas=TEST_SCHEMAS) -> None:
-    """Empty every table of the test tenants' schemas (not public: it holds the tenants)."""
-    with connection.cursor() as cursor:
-        for schema in schemas:
-            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", [schema])
-            tables = [f'"{schema}"."{t}"' for (t,) in cursor.fetchall() if t not in KEEP_TABLES]
-            if tables:
-                cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    """Empty every table of the test tenants' schemas (not public: it holds the tenants)
+    and start their identities at 1 again. DELETE in one transaction (Django's foreign
+    keys are checked at commit) and setval: measured here, TRUNCATE of the ~75 tables
+    took about 1.5 s a call, this about 0.1 s."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(%s)", [list(schemas)])
+        for schema, table in cursor.fetchall():
+            if table not in KEEP_TABLES:
+                cursor.execute(f'DELETE FROM "{schema}"."{table}"')
+        cursor.execute("SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE c.relkind = 'S' AND n.nspname = ANY(%s)", [list(schemas)])
 
 
 @pytest.fixture
