@@ -2,10 +2,12 @@
 input is fetched through watch.access; every change goes through watch.actions."""
 from datetime import timedelta
 
+from django import forms
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.permissions import AllowAny
@@ -17,6 +19,7 @@ from tenants.accounts.forms import client_address
 from watch import actions
 from watch.access import areas_for_user, get_resident_for_user, residents_for_user
 from watch.models import ContactLog, Device
+from watch.search import ResidentFilter, filter_residents
 from watch.serializers import (
     AreaSerializer,
     ContactInputSerializer,
@@ -56,17 +59,36 @@ class ObtainTokenView(APIView):
         return Response({"token": account_actions.do_issue_api_token(user)})
 
 
+def filter_parameters() -> list[OpenApiParameter]:
+    """The query parameters of a list of residents, read from watch.search.ResidentFilter."""
+    parameters = []
+    for name, field in ResidentFilter.base_fields.items():
+        integer = isinstance(field, forms.IntegerField)
+        choices = [value for value, _label in field.choices if value] if isinstance(field, forms.ChoiceField) else None
+        description = str(field.help_text or field.label)
+        if integer:
+            description += f" ({field.min_value}–{field.max_value})"
+        parameters.append(OpenApiParameter(name, OpenApiTypes.INT if integer else OpenApiTypes.STR, required=False,
+                                           enum=choices, description=description))
+    return parameters
+
+
 class ResidentList(generics.ListAPIView):
     serializer_class = ResidentSerializer
 
+    @extend_schema(parameters=filter_parameters(), description=(
+        "The residents you may see, found by `q` (name, kana in hiragana or katakana, full- or half-width, "
+        "phone number or part of the address) and narrowed by the filters; overdue first, then by the next due "
+        "time. `count` is the total. A value that is not valid is a 400 naming the parameter; an area that is not "
+        "one of yours is a 404."))
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
     def get_queryset(self):
-        residents = residents_for_user(self.request.user).select_related("area")
-        if area := self.request.query_params.get("area"):
-            area_id = int(area) if area.isascii() and area.isdigit() else 0  # 「²」 is a digit to isdigit()
-            residents = residents.filter(area__path__contains=f"/{area_id}/")
-        if self.request.query_params.get("overdue") == "true":
-            residents = residents.filter(is_overdue=True)
-        return residents.order_by("-is_overdue", "next_due_at", "pk")
+        residents, search = filter_residents(self.request.user, self.request.query_params)
+        if search.errors:
+            raise ValidationError({field: list(messages) for field, messages in search.errors.items()})
+        return residents.select_related("area").order_by("-is_overdue", "next_due_at", "pk")
 
 
 class ResidentDetail(generics.RetrieveAPIView):

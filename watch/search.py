@@ -7,12 +7,25 @@ pair of characters of its normalised name, furigana and address, and every run o
 three digits of its phone numbers, municipal number and postal code. A query is
 normalised the same way; the rows whose grams contain all of the query's grams are
 then checked against the whole normalised text (`search_text`), so the index narrows
-and the text decides.
+and the text decides. A query no longer than a gram (「田中」, 「321」) is decided by the
+index alone.
 """
 import re
 import unicodedata
+from datetime import timedelta
 
-from django.db.models import QuerySet
+from django import forms
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import StrIndex
+from django.db.models.lookups import GreaterThan
+from django.http import Http404
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.translation import gettext_lazy as _
+
+from watch.access import areas_for_user, residents_for_user
+from watch.models import Device, Resident
 
 # The fields a search reads; saving any of them recomputes the search columns.
 TEXT_FIELDS = ("name", "furigana", "address")
@@ -23,7 +36,8 @@ FIELD_SEPARATOR = "\x1f"
 MAX_QUERY = 100
 
 _KATAKANA = {code: code - 0x60 for code in range(0x30A1, 0x30F7)}
-_IGNORED = re.compile(r"[\s・\-‐―‑–—()]+")
+# Control characters too: NUL cannot reach PostgreSQL, FIELD_SEPARATOR must not match.
+_IGNORED = re.compile(r"[\s\x00-\x1f\x7f・\-‐―‑–—()]+")
 # After NFKC: digits with the separators people type between them (「ー」 too, from an IME).
 _DIGITS_ONLY = re.compile(r"[0-9\-‐―‑–—()ー\s]+")
 
@@ -57,15 +71,18 @@ def resident_search_fields(resident) -> tuple[str, list[str]]:
 
 def query_grams(query: str) -> tuple[str, list[str]]:
     """The normalised query and the grams a row must contain; ("", []) for nothing to find.
-    A query of digits (and hyphens) is a phone or municipal number: matched on digits."""
+    A query of digits (and hyphens) is a phone or municipal number: matched on digits.
+    A query as short as the grams is its own one gram (「田中」, 「321」)."""
     query = unicodedata.normalize("NFKC", (query or "")[:MAX_QUERY])
     if _DIGITS_ONLY.fullmatch(query) and digits(query):
-        text = digits(query)
-        return text, sorted(grams_of(text, 3) if len(text) < 3 else {text[i:i + 3] for i in range(len(text) - 2)})
-    text = normalise(query)
+        text, size = digits(query), 3
+    else:
+        text, size = normalise(query), 2
     if not text:
         return "", []
-    return text, sorted({text} if len(text) == 1 else {text[i:i + 2] for i in range(len(text) - 1)})
+    if len(text) <= size:
+        return text, [text]
+    return text, sorted({text[i:i + size] for i in range(len(text) - size + 1)})
 
 
 def search_residents(residents: QuerySet, query: str) -> QuerySet:
@@ -74,4 +91,98 @@ def search_residents(residents: QuerySet, query: str) -> QuerySet:
     text, grams = query_grams(query)
     if not text:
         return residents
-    return residents.filter(search_grams__contains=grams, search_text__contains=text)
+    residents = residents.filter(search_grams__contains=grams)
+    if grams == [text]:
+        # Every substring that short is a gram of its own field: the index alone decides.
+        return residents
+    # strpos rather than LIKE: nothing to escape, and the planner does not take a match
+    # of the whole text for rare (LIKE '%..%' is estimated at a few rows, then joins loop).
+    return residents.filter(GreaterThan(StrIndex("search_text", Value(text)), 0))
+
+
+# Filters of every list of residents (the overview page and GET /api/v1/residents/) ------
+YES, NO = "true", "false"
+MAX_DAYS = 3650
+
+
+class YesNoField(forms.ChoiceField):
+    """"true", "false" or nothing (either); any other value is refused, not ignored."""
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, choices=[("", _("Either")), (YES, _("Yes")), (NO, _("No"))], **kwargs)
+
+    def clean(self, value):
+        value = super().clean(value)
+        return None if value == "" else value == YES
+
+
+class ResidentFilter(forms.Form):
+    """What a person may narrow a list of residents by. Its errors are per field, in the
+    person's language; an area that is not one of the person's is a 404, as a missing one."""
+
+    q = forms.CharField(label=_("Search"), required=False, widget=forms.SearchInput(attrs={"maxlength": MAX_QUERY}),
+                        help_text=_(
+        "Name, kana, phone number or part of the address. 「たなか」 also finds 「タナカ」 and 「ﾀﾅｶ」."))
+    area = forms.IntegerField(label=_("Area"), required=False, min_value=1,
+                              max_value=connection.ops.integer_field_range("BigAutoField")[1],
+                              help_text=_("An area and every area under it."))
+    overdue = YesNoField(label=_("Overdue"))
+    consent = forms.ChoiceField(label=_("Consent"), required=False,
+                                choices=[("", _("Any")), *Resident.Consent.choices])
+    needs_evacuation_support = YesNoField(label=_("Needs help to evacuate"))
+    has_device = YesNoField(label=_("Has an active device"))
+    no_contact_days = forms.IntegerField(
+        label=_("No contact for (days)"), required=False, min_value=1, max_value=MAX_DAYS,
+        help_text=_("No contact logged in this many days, or never."))
+
+    def __init__(self, data, *, user):
+        super().__init__(data, label_suffix="")
+        self.user = user
+        self.area = None
+
+    @cached_property
+    def areas(self) -> QuerySet:
+        """The person's areas (asked only when an area is chosen or offered: one query less)."""
+        return areas_for_user(self.user).only("pk", "name", "full_name", "path")
+
+    def offer_areas(self) -> "ResidentFilter":
+        """For a page: the area is chosen from the person's areas, shown with their full path."""
+        self.fields["area"].widget = forms.Select(
+            choices=[("", _("All my areas")), *((area.pk, str(area)) for area in self.areas)])
+        return self
+
+    def clean_q(self) -> str:
+        return self.cleaned_data["q"][:MAX_QUERY]
+
+    def clean_area(self):
+        area_id = self.cleaned_data["area"]
+        if area_id is not None:
+            self.area = self.areas.filter(pk=area_id).first()
+            if self.area is None:
+                raise Http404
+        return area_id
+
+
+def filter_residents(user, params) -> tuple[QuerySet, ResidentFilter]:
+    """The residents `user` may see (watch.access, always), narrowed by `params` (a
+    QueryDict: q, area, overdue, consent, needs_evacuation_support, has_device,
+    no_contact_days), and the bound ResidentFilter. A value that is not valid narrows
+    nothing and leaves its message in `form.errors` (the caller answers 400)."""
+    form = ResidentFilter(params, user=user)
+    form.is_valid()
+    data = form.cleaned_data
+    residents = search_residents(residents_for_user(user), data.get("q", ""))
+    if form.area is not None:
+        residents = residents.filter(area__path__startswith=form.area.path)
+    for field in ("overdue", "needs_evacuation_support"):
+        if data.get(field) is not None:
+            residents = residents.filter(**{"is_overdue" if field == "overdue" else field: data[field]})
+    if data.get("consent"):
+        residents = residents.filter(consent=data["consent"])
+    if data.get("has_device") is not None:
+        active = Exists(Device.objects.filter(resident=OuterRef("pk"), revoked_at=None))
+        residents = residents.filter(active if data["has_device"] else ~active)
+    if data.get("no_contact_days"):
+        since = timezone.now() - timedelta(days=data["no_contact_days"])
+        residents = residents.filter(Q(last_contact_at__lt=since) | Q(last_contact_at=None))
+    return residents, form

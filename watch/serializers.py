@@ -37,12 +37,14 @@ class ResidentSerializer(serializers.ModelSerializer):
     """What anyone who may see the resident sees."""
 
     area_name = serializers.CharField(source="area.name", read_only=True)
+    # How an area is shown: "大住 › 山手東自治会 › 3班".
+    area_full_name = serializers.CharField(source="area.__str__", read_only=True)
 
     class Meta:
         model = Resident
         fields = [
-            "id", "name", "furigana", "gender", "date_of_birth", "address", "area", "area_name", "phone",
-            "mobile_phone", "household", "needs_evacuation_support", "risk", "visit_notes", "status",
+            "id", "name", "furigana", "gender", "date_of_birth", "address", "area", "area_name", "area_full_name",
+            "phone", "mobile_phone", "household", "needs_evacuation_support", "risk", "visit_notes", "status",
             "last_contact_at", "last_outcome", "next_due_at", "is_overdue",
         ]
         read_only_fields = fields

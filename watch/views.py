@@ -5,7 +5,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Q, Window
 from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseNotFound
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -19,13 +20,13 @@ from django.views.decorators.http import require_GET, require_http_methods
 from tenants.accounts.models import User, hash_token
 from watch import actions, records
 from watch.access import (
-    areas_for_user,
     can_see_sensitive,
     get_resident_for_user,
     oversees_whole_tenant,
     residents_for_user,
 )
 from watch.models import Channel, ContactLog, Device, Outcome, Resident
+from watch.search import filter_residents
 
 OVERVIEW_PAGE = 100
 # Apps to the right add parts to the resident page: functions (request, resident) -> HTML.
@@ -35,30 +36,65 @@ MANAGER_ROLES = {User.Role.ADMIN, User.Role.MUNICIPAL_STAFF, User.Role.CASE_WORK
 
 @login_required
 def overview(request):
-    """Residents of the user's areas, overdue first, then by next due time."""
+    """Residents of the user's areas found by the search box and filters (watch.search),
+    overdue first, then by next due time; a filter value that is not valid is a 400 with
+    its message next to the field."""
     if request.user.role == User.Role.VOLUNTEER:
         return my_residents(request)
-    residents = residents_for_user(request.user).select_related("area")
-    area_id = request.GET.get("area", "")
-    if area_id.isascii() and area_id.isdigit():
-        residents = residents.filter(area__path__contains=f"/{area_id}/")
-    residents = residents.order_by("-is_overdue", "next_due_at", "pk").only(
-        "pk", "name", "furigana", "area__name", "last_contact_at", "last_outcome", "next_due_at", "is_overdue",
-        "status",
-    )
-    page = Paginator(residents, OVERVIEW_PAGE).get_page(request.GET.get("page"))
-    return render(request, "watch/overview.html", {
-        "page": page, "areas": areas_for_user(request.user), "area_id": area_id,
-        "overdue_count": residents.filter(is_overdue=True).count(),
+    page, search, overdue = overview_page(request.user, request.GET)
+    response = render(request, "watch/overview.html", {
+        "page": page, "search": search.offer_areas(), "overdue_count": overdue,
         "labels": live_labels(),
         "can_manage": request.user.role in MANAGER_ROLES,
         "can_switch_disaster_sharing": oversees_whole_tenant(request.user),
     })
+    if search.errors:
+        response.status_code = 400
+    return response
+
+
+def overview_page(user, params) -> tuple:
+    """(page of rows, ResidentFilter, number overdue) of the overview. The totals come
+    with the rows, as window counts: the matching rows are read once, not once more for
+    a count (a 2-character name can match thousands). Also what bench/bench_search.py times."""
+    residents, search = filter_residents(user, params)
+    rows = residents.select_related("area").order_by("-is_overdue", "next_due_at", "pk").only(
+        "pk", "name", "furigana", "area__name", "area__full_name", "last_contact_at", "last_outcome",
+        "next_due_at", "is_overdue", "status",
+    ).annotate(found=Window(Count("pk")), found_overdue=Window(Count("pk", filter=Q(is_overdue=True))))
+    number = params.get("page", "")
+    number = int(number) if number.isascii() and number.isdigit() and 0 < int(number) < 10**6 else 1
+    objects = list(rows[(number - 1) * OVERVIEW_PAGE:number * OVERVIEW_PAGE])
+    if objects:
+        total, overdue = objects[0].found, objects[0].found_overdue
+    else:  # nothing found, or past the last page: counted, and the last page shown (as get_page does)
+        summary = residents.aggregate(total=Count("pk"), overdue=Count("pk", filter=Q(is_overdue=True)))
+        total, overdue = summary["total"], summary["overdue"]
+        if total and number > 1:
+            number = -(-total // OVERVIEW_PAGE)
+            objects = list(rows[(number - 1) * OVERVIEW_PAGE:number * OVERVIEW_PAGE])
+        else:
+            number = 1
+    return Page(objects, number, CountedPaginator(objects, OVERVIEW_PAGE, total)), search, overdue
+
+
+class CountedPaginator(Paginator):
+    """A paginator told its total (counted with the rows of its one page)."""
+
+    def __init__(self, object_list, per_page, count: int):
+        super().__init__(object_list, per_page)
+        self.known_count = count
+
+    @property
+    def count(self) -> int:
+        return self.known_count
 
 
 def live_labels() -> dict:
     """Texts the live-update script needs, in the page's language."""
     return {
+        # Times in the zone the server renders them in (the tenant's), not the browser's.
+        "time_zone": timezone.get_current_timezone_name(),
         "overdue": _("Overdue"),
         "outcomes": {value: str(label) for value, label in Outcome.choices},
         "queued": _("%(count)s check-in(s) not sent yet: they are kept on this phone and sent when the network "

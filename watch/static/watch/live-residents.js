@@ -1,9 +1,14 @@
 // Live resident rows and cards: they follow contact and overdue events without a reload.
 (function () {
   const labels = JSON.parse(document.getElementById("watch-labels").textContent);
+  // "n/j H:i" in the tenant's time zone, as the server renders it, whatever the phone's zone.
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone: labels.time_zone || undefined, month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit",
+    hourCycle: "h23",
+  });
   const fmt = (iso) => {
-    const d = new Date(iso);
-    return `${d.getMonth() + 1}/${d.getDate()} ${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+    const p = Object.fromEntries(parts.formatToParts(new Date(iso)).map((x) => [x.type, x.value]));
+    return `${p.month}/${p.day} ${p.hour}:${p.minute}`;
   };
   // After a reconnect or a resync events may have been missed: the page is read again from
   // the server, so its picture is never silently stale. Blocks marked data-live-refresh
