@@ -245,11 +245,11 @@ def do_detach_from_area(*, actor: User | None, user: User, area: Area) -> bool:
     return detached
 
 
-def do_change_person_role(*, actor: User, person: User, role: str) -> list[str]:
+def do_change_person_role(*, actor: User, person: User, role: str) -> tuple[bool, list[str]]:
     """Give `person` another role (tenants.accounts.actions.do_change_role: administrators
     only, never leaving the tenant without an active administrator; their sessions end).
-    A role that does not see by area loses its memberships. The full names of the areas
-    removed are returned."""
+    A role that does not see by area loses its memberships. Returns whether the role
+    changed and the full names of the areas removed."""
     with transaction.atomic():
         changed = do_change_role(actor=actor, user=person, role=role)
         removed = []
@@ -259,7 +259,7 @@ def do_change_person_role(*, actor: User, person: User, role: str) -> list[str]:
             memberships.delete()
         if changed:
             _access_changed(person.pk)
-    return removed
+    return changed, removed
 
 
 def describe_reach(person: User, tenant_name: str) -> list[str]:

@@ -158,11 +158,14 @@ def person_role(request, user_id: int):
     form = RoleForm(request.POST)
     if form.is_valid():
         try:
-            removed = area_actions.do_change_person_role(actor=request.user, person=person,
-                                                         role=form.cleaned_data["role"])
+            changed, removed = area_actions.do_change_person_role(actor=request.user, person=person,
+                                                                  role=form.cleaned_data["role"])
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
+            if not changed:
+                messages.info(request, _("%(name)s already has this role.") % {"name": person})
+                return redirect("watch:person", user_id=person.pk)
             messages.success(request, _("%(name)s is now %(role)s and was signed out, so that the new role applies "
                                         "at once.") % {"name": person, "role": person.get_role_display()})
             if removed:

@@ -141,6 +141,14 @@ def test_a_role_that_sees_by_area_keeps_its_areas(admin_a, staff_a, areas_a):
             areas_a["assoc"].pk]
 
 
+def test_choosing_the_same_role_changes_nothing_and_signs_nobody_out(admin_a, staff_a):
+    staff = signed_in("staff-a")
+    response = signed_in("admin-a").post(f"/watch/people/{staff_a.pk}/role/", {"role": "municipal_staff"},
+                                         follow=True)
+    assert "staff-a already has this role." in response.content.decode()
+    assert staff.get("/watch/").status_code == HTTPStatus.OK
+
+
 def test_a_role_that_is_not_a_role_gets_400_next_to_the_field_and_nothing_changes(admin_a, staff_a):
     response = signed_in("admin-a").post(f"/watch/people/{staff_a.pk}/role/", {"role": "operator"})
     assert response.status_code == HTTPStatus.BAD_REQUEST
