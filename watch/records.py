@@ -289,6 +289,8 @@ def do_reissue_device_token(*, actor: User, device: Device, confirmed: bool) -> 
 CHANGED = gettext_lazy("(changed)")
 # Parts of the record that only those who see sensitive data see the values of.
 HIDDEN_VALUES = (*SENSITIVE_FIELDS, "device", "device_address")
+# Parts that are lists (rhythms, contacts, devices, the team): an entry added or removed.
+ADDED_OR_REMOVED = ("rhythm", "device", "device_address", "emergency_contact", "member")
 _LABELS = {
     "consent_share_with_volunteers": ConsentRecord._meta.get_field("share_with_volunteers").verbose_name,
     "consent_share_with_association": ConsentRecord._meta.get_field("share_with_association").verbose_name,
@@ -362,6 +364,13 @@ def _value_words(name: str, value, areas: dict, users: dict) -> str:
     return str(value)
 
 
+def _added_or_removed(name: str, before, after, areas: dict, users: dict) -> str:
+    words = {"what": _value_words(name, after if before is None else before, areas, users)}
+    if name == "device_address":
+        return _("New address issued: %(what)s") % words
+    return (_("Added: %(what)s") if before is None else _("Removed: %(what)s")) % words
+
+
 def field_label(name: str) -> str:
     if name in _LABELS:
         return str(_LABELS[name])
@@ -386,6 +395,8 @@ def describe_history(changes, viewer: User) -> list[dict]:
         for name, (before, after) in change.changes.items():
             if name in HIDDEN_VALUES and not sensitive:
                 lines.append((capfirst(field_label(name)), "", str(CHANGED)))
+            elif name in ADDED_OR_REMOVED and (before is None or after is None):
+                lines.append((capfirst(field_label(name)), "", _added_or_removed(name, before, after, areas, users)))
             else:
                 lines.append((capfirst(field_label(name)), _value_words(name, before, areas, users),
                               _value_words(name, after, areas, users)))

@@ -330,7 +330,9 @@ def test_emergency_contacts_are_added_edited_and_removed_with_history(staff_ja, 
     with tenant_scope("tenant_a"):
         assert not EmergencyContact.objects.filter(resident=hanako).exists()
     history = page_text(staff_ja.get(f"/watch/residents/{hanako.pk}/history/"))
+    assert "緊急連絡先: 追加：山田 一郎 (長男) 090-1111-2222" in history
     assert "山田 一郎 (長男) 090-1111-2222 → 山田 一郎 (長男) 0774-11-2222" in history
+    assert "緊急連絡先: 削除：山田 一郎 (長男) 0774-11-2222" in history
 
 
 def test_another_residents_contact_rhythm_or_device_id_is_404(staff_ja, staff_a, hanako, shigeru):
