@@ -49,7 +49,7 @@ def _visitor(value: str) -> User | None:
     """The visitor chosen in a form: None for no choice; 404 for an id that is nobody's here."""
     if not value:
         return None
-    if not value.isascii() or not value.isdigit():
+    if not value.isascii() or not value.isdigit() or int(value) >= 2**63:
         raise Http404
     visitor = User.objects.filter(pk=int(value)).first()
     if visitor is None:

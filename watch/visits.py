@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 PLANNER_ROLES = (User.Role.ADMIN, User.Role.MUNICIPAL_STAFF, User.Role.CASE_WORKER)
 VISITOR_ROLES = (User.Role.VOLUNTEER, User.Role.CASE_WORKER)
 LATE_WINDOW = timedelta(days=7)
+MAX_WINDOW = timedelta(days=30)  # ends_on - starts_on: a window of at most 31 days
+MAX_AHEAD = timedelta(days=366)
 NOTE_MAX = Visit._meta.get_field("note").max_length
 
 # The rule's values, as parameters of both paths' statement.
@@ -165,6 +167,10 @@ def check_visit_input(*, resident: Resident, visitor: User | None, starts_on: da
         errors["ends_on"] = [_("The window ends before it starts.")]
     elif ends_on < tenant_today():
         errors["ends_on"] = [_("The window has already ended: choose today or a later day.")]
+    elif ends_on - starts_on > MAX_WINDOW:
+        errors["ends_on"] = [_("A window is at most %(days)d days long.") % {"days": MAX_WINDOW.days + 1}]
+    elif ends_on > tenant_today() + MAX_AHEAD:
+        errors["ends_on"] = [_("Plan visits at most a year ahead.")]
     if purpose not in Visit.Purpose.values:
         errors["purpose"] = [_("Choose one of the purposes offered.")]
     if note and not note.strip():

@@ -84,6 +84,8 @@ def test_the_plan_page_finds_a_resident_by_a_two_character_surname_and_offers_on
     ({"purpose": "party"}, "purpose", "Choose one of the purposes offered."),
     ({"starts_on": "12/24"}, "starts_on", "Enter the date as YYYY-MM-DD."),
     ({"visitor": ""}, "visitor", "Choose an active volunteer or case worker."),
+    ({"ends_on": "+40"}, "ends_on", "A window is at most 31 days long."),
+    ({"starts_on": "+400"}, "ends_on", "Plan visits at most a year ahead."),
 ])
 def test_a_bad_plan_is_400_with_the_message_next_to_its_field_and_nothing_saved(
         client_a, staff_a, volunteer_a, hanako, change, field, message):
@@ -125,7 +127,8 @@ def test_a_resident_of_another_area_or_tenant_and_an_unknown_visitor_are_404(
     make_user("tenant_a", "staff-whole", User.Role.MUNICIPAL_STAFF)
     whole = TenantClient(HOST_A)
     whole.sign_in("staff-whole")
-    assert whole.post("/watch/visits/", {**body, "visitor": 987654}).status_code == HTTPStatus.NOT_FOUND
+    for visitor in (987654, 2**70, "１２"):
+        assert whole.post("/watch/visits/", {**body, "visitor": visitor}).status_code == HTTPStatus.NOT_FOUND
     with tenant_scope("tenant_a"):
         assert not Visit.objects.exists()
 
@@ -302,6 +305,45 @@ def test_a_missed_visit_raises_a_missed_visit_concern_exactly_once(volunteer_a, 
     assert visit.state == "missed" and visit.closed_at == after
     assert [(c.cause, c.severity, c.state) for c in concerns] == [("missed_visit", "high", "open")]
     assert opened.data.get("visit") == planned.pk
+
+
+def test_two_concurrent_passes_mark_each_visit_missed_once_and_raise_one_concern_each(committed_db):
+    """Two overdue passes on two connections at the same moment, with 20 visits due."""
+    import threading
+
+    from django.db import connection, connections
+
+    from outreach.models import Concern
+
+    staff = make_user("tenant_a", "staff-a", User.Role.MUNICIPAL_STAFF)
+    volunteer = make_user("tenant_a", "volunteer-a", User.Role.VOLUNTEER)
+    with tenant_scope("tenant_a"):
+        area = actions.do_create_area(name="大住", kind="district")
+        for i in range(20):
+            resident = make_resident(area, f"住民{i}")
+            Assignment.objects.create(resident=resident, user=volunteer)
+            plan(resident, volunteer, planner=staff)
+        after = Visit.objects.first().due_at + timedelta(minutes=1)
+    results, barrier = [], threading.Barrier(2)
+
+    def one_pass():
+        try:
+            barrier.wait()
+            with tenant_scope("tenant_a"):
+                results.append(visits.do_mark_missed_visits(after))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one_pass) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with tenant_scope("tenant_a"):
+        ids = sorted(Visit.objects.values_list("pk", flat=True))
+        assert sorted(results[0] + results[1]) == ids  # each exactly once across both passes
+        assert Concern.objects.filter(cause="missed_visit").count() == 20
+    connection.set_schema_to_public()
 
 
 def test_a_missed_visit_of_a_paused_resident_is_recorded_but_raises_nothing(staff_a, volunteer_a, hanako, planned):
