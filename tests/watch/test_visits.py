@@ -406,6 +406,26 @@ def test_the_phone_page_has_no_tap_to_call_for_residents_without_a_visit_and_no_
     assert 'data-testid="my-visits"' in page and "心不全" not in page
 
 
+def test_in_japanese_the_phone_page_says_kiroku_shimashita_next_to_the_card_and_the_check_in_is_a_button(
+        volunteer_a, hanako, staff_a):
+    import json
+
+    with tenant_scope("tenant_a"):
+        Resident.objects.filter(pk=hanako.pk).update(address="京田辺市大住ヶ丘1-2-3")
+        plan(hanako, volunteer_a)
+    client = TenantClient(HOST_A, language="ja")
+    client.sign_in("volunteer-a")
+    page = client.get("/watch/my/").content.decode()
+    labels = json.loads(page.split('id="watch-labels" type="application/json">')[1].split("</script>")[0])
+    assert labels["recorded"] == "記録しました" and "この端末に保存しました" in labels["kept"]
+    card = page.split(f'data-resident-row="{hanako.pk}"')[1].split("</li>\n")[0]
+    assert "今日の訪問・遅れている訪問" in page and "定期の見守り訪問" in card and "地図" in card
+    # Keyboard alone: the check-in is a real button, its outcome announced in the card's own status line.
+    assert f'<button type="button" class="big" data-action="fine" data-testid="fine-{hanako.pk}" ' \
+           f'aria-describedby="checkin-status-{hanako.pk}">' in card
+    assert f'id="checkin-status-{hanako.pk}" role="status"' in card
+
+
 # Weekly plans.
 def test_the_week_is_shown_per_visitor_and_per_area_with_the_areas_full_path(
         client_a, staff_a, volunteer_a, hanako, planned):
