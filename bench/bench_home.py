@@ -164,6 +164,26 @@ def _query_count(client) -> int:
     return len(captured.captured_queries)
 
 
+def _contact_scans(schema: str, username: str) -> list[str]:
+    """How the page's two statements over contacts read the table (the plans' scan nodes)."""
+    from zoneinfo import ZoneInfo
+
+    from django.utils import timezone
+
+    from outreach.views_home import contacts_per_day, contacts_this_week
+    from tenants.accounts.models import User
+    from tenants.context import tenant_scope
+    from watch.access import residents_for_user
+
+    tz = ZoneInfo("Asia/Tokyo")
+    with tenant_scope(schema):
+        visible = residents_for_user(User.objects.get(username=username))
+        week = contacts_this_week(visible, timezone.now(), tz)
+        plans = [contacts_per_day(week["contacts"], tz).explain(), week["latest_contacts"].explain()]
+    connection.set_schema_to_public()
+    return [line.strip(" ->") for plan in plans for line in plan.splitlines() if "on watch_contactlog" in line]
+
+
 def run() -> list[Metric]:
     _seed_tenant(SCHEMA, RESIDENTS)
     _seed_tenant(SMALL_SCHEMA, SMALL_RESIDENTS)
@@ -182,6 +202,7 @@ def run() -> list[Metric]:
             print(f"  run {i + 1} as {name:<22} {REQUESTS} requests, p50 {pct['p50']:.1f} p95 {pct['p95']:.1f} "
                   f"max {pct['max']:.1f} ms", flush=True)
     for name in clients:
+        print(f"(contacts read as {name}: {'; '.join(_contact_scans(SCHEMA, name))})", flush=True)
         big = _query_count(clients[name])
         small = _query_count(_client(SMALL_SCHEMA, name))
         print(f"(queries per request as {name}: {RESIDENTS} residents {big}, {SMALL_RESIDENTS} residents {small} → "
