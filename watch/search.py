@@ -19,9 +19,11 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import StrIndex
 from django.db.models.lookups import GreaterThan
+from django.forms.utils import flatatt
 from django.http import Http404
 from django.utils import timezone
 from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from watch.access import areas_for_user, residents_for_user
@@ -116,6 +118,19 @@ class YesNoField(forms.ChoiceField):
         return None if value == "" else value == YES
 
 
+class ManyOptionsSelect(forms.Select):
+    """A select built in Python: Django renders each option through two templates, which
+    costs milliseconds per page with a municipality's hundred areas."""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        chosen = "" if value is None else str(value)
+        options = format_html_join("", "<option value=\"{}\"{}>{}</option>", (
+            (key, " selected" if str(key) == chosen else "", label)
+            for key, label in self.choices))
+        return format_html("<select name=\"{}\"{}>{}</select>", name, flatatt(self.build_attrs(self.attrs, attrs)),
+                           options)
+
+
 class ResidentFilter(forms.Form):
     """What a person may narrow a list of residents by. Its errors are per field, in the
     person's language; an area that is not one of the person's is a 404, as a missing one."""
@@ -145,9 +160,14 @@ class ResidentFilter(forms.Form):
         """The person's areas (asked only when an area is chosen or offered: one query less)."""
         return areas_for_user(self.user).only("pk", "name", "full_name", "path")
 
+    @property
+    def narrows(self) -> bool:
+        """Whether a filter besides the text is set (or refused): the page shows them open."""
+        return any(self.data.get(name) for name in self.fields if name != "q") or bool(self.errors)
+
     def offer_areas(self) -> "ResidentFilter":
         """For a page: the area is chosen from the person's areas, shown with their full path."""
-        self.fields["area"].widget = forms.Select(
+        self.fields["area"].widget = ManyOptionsSelect(
             choices=[("", _("All my areas")), *((area.pk, str(area)) for area in self.areas)])
         return self
 

@@ -228,6 +228,8 @@ def test_the_page_shows_the_total_and_keeps_the_search_across_pages(monkeypatch,
     assert "全 4 人中 3–4 人" in second
     assert "田中 二郎" not in first + second  # consent refused
     assert 'value="田"' in second and '<option value="given" selected>' in second
+    kept = client.get("/watch/", {"area": town["tanaka"].area.parent_id, "page": 1}).content.decode()
+    assert f'<option value="{town["tanaka"].area.parent_id}" selected>大住 › 大住ヶ丘連合自治会</option>' in kept
 
 
 def test_a_page_past_the_last_is_the_last_page_and_a_page_that_is_not_a_number_the_first(monkeypatch, staff, town):
@@ -251,6 +253,7 @@ def test_the_page_shows_areas_with_their_full_path_the_last_outcome_in_words_and
     assert "応答なし" in rows and "no_answer" not in rows
     assert "一時停止" in rows and "paused" not in rows.replace("status-paused", "")
     assert "連絡の記録なし" in rows
+    assert "<summary>絞り込み</summary>" in page
 
 
 def test_a_search_that_finds_nobody_says_so(staff, town):
@@ -263,6 +266,8 @@ def test_the_search_form_labels_every_field(staff, town):
     for name in ("q", "area", "overdue", "consent", "needs_evacuation_support", "has_device", "no_contact_days"):
         assert f'<label for="id_{name}">' in page, name
         assert f'id="id_{name}"' in page, name
+    assert '<details class="search-more">' in page  # folded while only the text is used
+    assert '<details class="search-more" open>' in staff.get("/watch/", {"consent": "given"}).content.decode()
 
 
 def test_switching_disaster_sharing_off_asks_for_confirmation(staff, staff_a):
