@@ -150,6 +150,8 @@ class Resident(models.Model):
             models.Index(fields=["area", "-is_overdue", "next_due_at"], name="resident_overview"),
             # pg_trgm does not use its index for 1-2 character Japanese patterns: these grams do.
             GinIndex(fields=["search_grams"], name="resident_search_grams"),
+            # The look-alike check when someone is added (same name or kana and date of birth).
+            models.Index(fields=["date_of_birth"], name="resident_date_of_birth"),
         ]
 
     def __str__(self) -> str:
@@ -301,7 +303,11 @@ class ContactLog(models.Model):
 
     class Meta:
         ordering = ["-occurred_at", "-pk"]
-        indexes = [models.Index(fields=["resident", "-occurred_at"], name="contact_timeline")]
+        indexes = [
+            models.Index(fields=["resident", "-occurred_at"], name="contact_timeline"),
+            # "Contacts this week" of a whole tenant or district (the home page).
+            models.Index(fields=["occurred_at", "resident"], name="contact_recent"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.resident_id} {self.channel} {self.outcome} {self.occurred_at:%Y-%m-%d %H:%M}"
