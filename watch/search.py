@@ -38,6 +38,12 @@ FIELD_SEPARATOR = "\x1f"
 MAX_QUERY = 100
 
 _KATAKANA = {code: code - 0x60 for code in range(0x30A1, 0x30F7)}
+# Old and variant forms (異体字) that registers keep in names, and their common form: a
+# person who types 「高橋」 finds 「髙橋」. NFKC leaves them apart.
+_VARIANTS = {ord(old): new for old, new in zip(
+    "髙﨑嵜碕齋齊邊邉澤濱櫻廣嶋嶌冨德國圓實惠榮槇曾藪條眞淺瀨當莊藏彌靜顯鐵",
+    "高崎崎崎斎斉辺辺沢浜桜広島島富徳国円実恵栄槙曽薮条真浅瀬当荘蔵弥静顕鉄", strict=True)}
+_FOLDED = {**_KATAKANA, **_VARIANTS}
 # Control characters too: NUL cannot reach PostgreSQL, FIELD_SEPARATOR must not match.
 _IGNORED = re.compile(r"[\s\x00-\x1f\x7f・\-‐―‑–—()]+")
 # After NFKC: digits with the separators people type between them (「ー」 too, from an IME).
@@ -45,9 +51,10 @@ _DIGITS_ONLY = re.compile(r"[0-9\-‐―‑–—()ー\s]+")
 
 
 def normalise(text: str) -> str:
-    """Width folded (NFKC), katakana as hiragana, lower case, without spaces, middle
-    dots, hyphens and brackets: 「ﾀﾅｶ ﾊﾅｺ」, 「タナカ・ハナコ」 and 「たなか はなこ」 are one text."""
-    folded = unicodedata.normalize("NFKC", text or "").translate(_KATAKANA).lower()
+    """Width folded (NFKC), katakana as hiragana, variant kanji in their common form, lower
+    case, without spaces, middle dots, hyphens and brackets: 「ﾀﾅｶ ﾊﾅｺ」, 「タナカ・ハナコ」 and
+    「たなか はなこ」 are one text, and so are 「髙橋」 and 「高橋」."""
+    folded = unicodedata.normalize("NFKC", text or "").translate(_FOLDED).lower()
     return _IGNORED.sub("", folded)
 
 

@@ -66,6 +66,13 @@ def test_kana_in_hiragana_finds_katakana_and_half_width_katakana(staff_a, town):
     assert names(staff_a, "ﾀﾅｶ") == names(staff_a, "タナカ") == names(staff_a, "たなか")
 
 
+def test_a_variant_kanji_of_a_name_finds_the_common_form_and_back(staff_a, town, areas_a):
+    with tenant_scope("tenant_a"):
+        make_resident(areas_a["kodo"], "渡邊 キヨ")
+    assert names(staff_a, "高橋") == names(staff_a, "髙橋") == {"髙橋 茂"}
+    assert names(staff_a, "渡辺") == {"渡邊 キヨ"}
+
+
 def test_a_phone_typed_with_hyphens_or_full_width_digits_or_in_part_finds_the_number(staff_a, town):
     for typed in ("0774-65-4321", "０７７４６５４３２１", "0774 65 4321", "65-4321", "4321", "090-1111"):
         found = names(staff_a, typed)
@@ -100,6 +107,7 @@ def test_a_long_query_or_one_with_like_wildcards_or_control_characters_is_safe(s
 def test_normalisation_folds_width_and_kana_and_drops_separators():
     assert normalise("ﾀﾅｶ・ﾊﾅｺ") == normalise("タナカ　ハナコ") == normalise("たなか はなこ") == "たなかはなこ"
     assert normalise("ＡＢＣ１２３") == "abc123"
+    assert normalise("髙橋 齋藤") == "高橋斎藤"
 
 
 def test_the_search_uses_the_grams_gin_index(staff_a, town):
@@ -254,6 +262,7 @@ def test_the_page_shows_areas_with_their_full_path_the_last_outcome_in_words_and
     assert "一時停止" in rows and "paused" not in rows.replace("status-paused", "")
     assert "連絡の記録なし" in rows
     assert "<summary>絞り込み</summary>" in page
+    assert '"time_zone": "Asia/Tokyo"' in page  # live updates write times as the page does
 
 
 def test_a_search_that_finds_nobody_says_so(staff, town):
