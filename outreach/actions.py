@@ -28,7 +28,7 @@ from tenants.context import absolute_url
 from tenants.tasks import enqueue_on_commit
 from tenants.wakeups import RETRY_AFTER, do_lower_wakeup, do_set_wakeup
 from watch.access import can_see_resident, resident_audience
-from watch.models import AreaMembership, Resident, Rhythm
+from watch.models import AreaMembership, Resident, Rhythm, Visit
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ SEVERITY_BY_CAUSE = {
     Concern.Cause.OVERDUE: Severity.HIGH,
     Concern.Cause.WORRIED_CONTACT: Severity.HIGH,
     Concern.Cause.DRILL_NO_RESPONSE: Severity.HIGH,
+    # As severe as an overdue rhythm: both are a sign of life that did not come.
+    Concern.Cause.MISSED_VISIT: Severity.HIGH,
 }
 
 
@@ -420,25 +422,39 @@ def do_run_due_escalations(now=None) -> int:
     return ran
 
 
+MISSED_VISIT_REPAIR_WINDOW = timedelta(days=7)
+
+
 def do_repair_overdue_concerns() -> list[int]:
-    """The sweep behind the overdue hook (whose failure cannot undo the overdue mark): a
-    resident with an overdue rhythm and no overdue concern live or opened since the
-    rhythm went overdue gets one now. A concern closed since then stays closed. Returns
-    the ids of the residents repaired; one that fails is logged and left for the next run."""
+    """The sweep behind the overdue and missed-visit hooks (whose failure cannot undo the
+    overdue or missed mark): a resident with an overdue rhythm and no overdue concern live
+    or opened since the rhythm went overdue gets one now; likewise a recently missed visit.
+    A concern closed since then stays closed. Returns the ids of the residents repaired;
+    one that fails is logged and left for the next run."""
     covered = Concern.objects.filter(resident=OuterRef("resident_id"), cause=Concern.Cause.OVERDUE).filter(
         Q(state__in=Concern.LIVE_STATES) | Q(opened_at__gte=OuterRef("overdue_since")))
-    missing = dict(Rhythm.objects.filter(state=Rhythm.State.OVERDUE).exclude(Exists(covered))
-                   .order_by("resident_id", "pk").values_list("resident_id", "pk"))
+    missing = {Concern.Cause.OVERDUE: dict(
+        Rhythm.objects.filter(state=Rhythm.State.OVERDUE).exclude(Exists(covered))
+        .order_by("resident_id", "pk").values_list("resident_id", "pk"))}
+    # The same for the missed-visit hook: a visit missed in the last week, of a resident
+    # still watched over, with no missed-visit concern live or opened since.
+    covered = Concern.objects.filter(resident=OuterRef("resident_id"), cause=Concern.Cause.MISSED_VISIT).filter(
+        Q(state__in=Concern.LIVE_STATES) | Q(opened_at__gte=OuterRef("closed_at")))
+    missing[Concern.Cause.MISSED_VISIT] = dict(
+        Visit.objects.filter(state=Visit.State.MISSED, closed_at__gte=timezone.now() - MISSED_VISIT_REPAIR_WINDOW,
+                             resident__status=Resident.Status.ACTIVE).exclude(Exists(covered))
+        .order_by("resident_id", "pk").values_list("resident_id", "pk"))
     repaired = []
-    for resident in Resident.objects.filter(pk__in=missing).select_related("area").order_by("pk"):
-        try:
-            do_raise_concern(resident=resident, cause=Concern.Cause.OVERDUE, rhythm=missing[resident.pk],
-                             repaired=True)
-        except Exception:
-            logger.exception("could not raise the overdue concern of resident %s", resident.pk)
-            continue
-        logger.warning("overdue concern of resident %s was missing: raised by the repair sweep", resident.pk)
-        repaired.append(resident.pk)
+    for cause, ids in missing.items():
+        source = "rhythm" if cause == Concern.Cause.OVERDUE else "visit"
+        for resident in Resident.objects.filter(pk__in=ids).select_related("area").order_by("pk"):
+            try:
+                do_raise_concern(resident=resident, cause=cause, repaired=True, **{source: ids[resident.pk]})
+            except Exception:
+                logger.exception("could not raise the %s concern of resident %s", cause, resident.pk)
+                continue
+            logger.warning("%s concern of resident %s was missing: raised by the repair sweep", cause, resident.pk)
+            repaired.append(resident.pk)
     return repaired
 
 

@@ -48,9 +48,7 @@ def raise_for_missed_visit(sender, resident_id, visit_id, **kwargs):
     try:
         with transaction.atomic():
             resident = Resident.objects.select_related("area").get(pk=resident_id)
-            # As severe as an overdue rhythm: both are a sign of life that did not come.
-            do_raise_concern(resident=resident, cause=Concern.Cause.MISSED_VISIT, severity=Severity.HIGH,
-                             visit=visit_id)
+            do_raise_concern(resident=resident, cause=Concern.Cause.MISSED_VISIT, visit=visit_id)
     except Exception:
         logger.exception("could not raise the missed-visit concern of resident %s (visit %s)", resident_id, visit_id)
 

@@ -419,7 +419,8 @@ def parity_rows() -> dict:
                 "overdue_since")),
             "residents": list(Resident.objects.order_by("pk").values(
                 "last_contact_at", "last_outcome", "next_due_at", "is_overdue")),
-            "wakeups": list(Wakeup.objects.filter(tenant__schema_name="tenant_a").values("purpose", "due_at")),
+            "wakeups": list(Wakeup.objects.filter(tenant__schema_name="tenant_a").order_by("purpose")
+                            .values("purpose", "due_at")),
         }
 
 

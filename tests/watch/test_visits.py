@@ -307,6 +307,28 @@ def test_a_missed_visit_raises_a_missed_visit_concern_exactly_once(volunteer_a, 
     assert opened.data.get("visit") == planned.pk
 
 
+def test_a_failing_missed_visit_hook_leaves_the_visit_missed_and_the_repair_raises_its_concern_once(
+        volunteer_a, hanako, planned, monkeypatch):
+    from outreach import actions as outreach_actions
+    from outreach import receivers
+    from outreach.models import Concern
+
+    def broken(**kwargs):
+        raise RuntimeError("outreach is broken")
+
+    monkeypatch.setattr(receivers, "do_raise_concern", broken)
+    with tenant_scope("tenant_a"):
+        assert visits.do_mark_missed_visits(planned.due_at + timedelta(minutes=1)) == [planned.pk]
+        assert not Concern.objects.exists()
+        monkeypatch.undo()
+        assert outreach_actions.do_repair_overdue_concerns() == [hanako.pk]
+        assert outreach_actions.do_repair_overdue_concerns() == []  # repaired once
+        concern = Concern.objects.get(resident=hanako)
+        opened = concern.events.first()
+    assert (concern.cause, concern.severity, concern.state) == ("missed_visit", "high", "open")
+    assert opened.data.get("visit") == planned.pk
+
+
 def test_two_concurrent_passes_mark_each_visit_missed_once_and_raise_one_concern_each(committed_db):
     """Two overdue passes on two connections at the same moment, with 20 visits due."""
     import threading
