@@ -28,7 +28,7 @@ from tenants.context import absolute_url
 from tenants.tasks import enqueue_on_commit
 from tenants.wakeups import RETRY_AFTER, do_lower_wakeup, do_set_wakeup
 from watch.access import can_see_resident, resident_audience
-from watch.models import AreaMembership, Resident, Rhythm, Visit
+from watch.models import Resident, Rhythm, Visit
 
 logger = logging.getLogger(__name__)
 
@@ -185,26 +185,18 @@ def recipients_for(concern: Concern, step: dict) -> list[User]:
 
 
 def _named_by(resident: Resident, target: str, step: dict) -> list[User]:
+    """The people a step's target names for `resident`: its own team first, then the
+    area-level rule that the policy page's reach check asks too (outreach.policies.Reach)."""
+    from outreach.policies import Reach  # policies builds on this module
+
     active = User.objects.filter(is_active=True).order_by("pk")
     if target == Target.ASSIGNED_VOLUNTEERS:
         return list(active.filter(role=User.Role.VOLUNTEER, assignments__resident=resident))
     if target == Target.CASE_WORKERS:
         assigned = list(active.filter(role=User.Role.CASE_WORKER, assignments__resident=resident))
-        return assigned or list(active.filter(role=User.Role.CASE_WORKER,
-                                              area_memberships__area_id__in=resident.area.ancestor_ids).distinct())
-    if target == Target.AREA_STAFF:
-        staff = active.filter(role=User.Role.MUNICIPAL_STAFF)
-        attached = list(staff.filter(area_memberships__area_id__in=resident.area.ancestor_ids).distinct())
-        if attached:
-            return attached
-        everywhere = staff.exclude(pk__in=AreaMembership.objects.values("user_id"))
-        return list(everywhere) or list(active.filter(role=User.Role.ADMIN))
-    if target == Target.USER:
-        return list(active.filter(pk__in=step["users"]))
-    if target == Target.ON_DUTY:
-        now = timezone.now()
-        return list(active.filter(duty_shifts__starts_at__lte=now, duty_shifts__ends_at__gt=now).distinct())
-    return []
+        if assigned:
+            return assigned
+    return Reach().named(resident.area, target, step)
 
 
 def do_advance_escalation(concern_id: int, timer: str) -> bool:
