@@ -1,10 +1,31 @@
 """ASGI entry point: HTTP to Django, websockets through tenant and session resolution."""
 import os
 
-from django.core.asgi import get_asgi_application
+import django
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+
+class DjangoHandler(ASGIHandler):
+    """Django's whole request cycle, error pages included, in one call on its sync thread.
+
+    Every view and middleware here is synchronous. Django's async path would run them on
+    that thread but render the error page of an exception (a 404 of an unknown URL, a 403)
+    on another one (sync_to_async(thread_sensitive=False)), whose database connection has
+    no tenant and is never closed: a signed-in person's 404 page, whose menu reads the
+    tenant's tables, became a 500. One hop onto the thread also saves the chain's others."""
+
+    def load_middleware(self, is_async=False):
+        super().load_middleware(is_async=False)
+
+    async def get_response_async(self, request):
+        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+
+
+django_asgi_app = DjangoHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

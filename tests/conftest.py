@@ -252,7 +252,7 @@ def wipe_tenant_tables(schemas=TEST_SCHEMAS) -> None:
         cursor.execute("SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(%s)", [list(schemas)])
         for schema, table in cursor.fetchall():
             if table not in KEEP_TABLES:
-                cursor.execute(f'DELETE FROM "{schema}"."{table}"')
+                cursor.execute(f'DELETE FROM "{schema}"."{table}"')  # noqa: S608 - names from pg_tables
         cursor.execute("SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                        "WHERE c.relkind = 'S' AND n.nspname = ANY(%s)", [list(schemas)])
 

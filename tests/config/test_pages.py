@@ -109,3 +109,32 @@ def test_periodic_task_lines_stay_out_of_the_console_but_reach_the_log_file(tmp_
                     "beat: Traceback (most recent call last):"]
     assert (tmp_path / "beat.log").read_text() == "".join(lines)
 
+
+
+def test_under_the_real_server_a_signed_in_persons_404_and_403_are_the_styled_pages_not_500(live_server_url):
+    """Django renders error pages on another thread under ASGI, whose connection has no
+    tenant: the menu's queries failed there and every 404 became a 500."""
+    import urllib.error
+    import urllib.request
+
+    from tenants.accounts.models import User
+    from tests.conftest import make_user
+    from tests.watch.test_edge import session_of
+
+    make_user("tenant_a", "staff-a", User.Role.MUNICIPAL_STAFF)  # committed: the server sees them
+    make_user("tenant_a", "volunteer-a", User.Role.VOLUNTEER)
+    port = live_server_url(HOST_A).rsplit(":", 1)[1]
+    for username, path, status, words in (("staff-a", "/no-such-page/", 404, "このページはありません"),
+                                          ("staff-a", "/watch/residents/999999/", 404, "このページはありません"),
+                                          ("volunteer-a", "/watch/visits/", 403, "このページは開けません")):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={
+            "Host": f"{HOST_A}:{port}", "Cookie": f"mimamori_session={session_of(username)['session']}",
+            "Accept-Language": "ja"})
+        try:
+            urllib.request.urlopen(request, timeout=10)  # noqa: S310 - loopback test server
+        except urllib.error.HTTPError as answer:
+            body = answer.read().decode()
+            assert answer.code == status, (path, answer.code, body[:300])
+            assert words in body and 'data-testid="main-nav"' in body
+        else:
+            raise AssertionError(f"{path} answered 2xx")
