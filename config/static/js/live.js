@@ -31,13 +31,17 @@
   }
   let delay = 1000;
   let connectedOnce = false;
+  let leaving = false;
+  window.addEventListener("beforeunload", () => { leaving = true; });
   function connect() {
     const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/events/");
     ws.onopen = () => { dot && dot.classList.add("on"); delay = 1000; };
     ws.onmessage = (msg) => {
       const event = JSON.parse(msg.data);
       document.dispatchEvent(new CustomEvent("mimamori:event", { detail: event }));
-      if (event.type === "session.ended") { location.reload(); return; }
+      // A page already on its way elsewhere (the form that changed the password, which
+      // ends the person's other sessions) goes there: a reload would race its answer.
+      if (event.type === "session.ended") { if (!leaving) location.reload(); return; }
       if (event.type === "resync" || (event.type === "hello" && connectedOnce)) {
         document.dispatchEvent(new CustomEvent("mimamori:resync"));
       }
