@@ -218,8 +218,13 @@ def do_start_disaster_sharing(*, actor: User, reason: str, confirmed: bool) -> D
     return sharing
 
 
-def do_end_disaster_sharing(*, actor: User) -> bool:
+def do_end_disaster_sharing(*, actor: User, confirmed: bool) -> bool:
+    """Switch the disaster exception off, once confirmed: volunteers and officers stop
+    seeing those who did not consent, in the middle of a disaster perhaps."""
     check_can_switch_disaster_sharing(actor)
+    if not confirmed:
+        raise ValidationError({"confirm": [_("Confirm that volunteers and officers will again see only the "
+                                             "residents who consented.")]})
     changed = DisasterSharing.objects.filter(ended_at=None).update(ended_by=actor, ended_at=timezone.now())
     logger.warning("disaster sharing switched off by user %s", actor.pk)
     return bool(changed)

@@ -272,7 +272,7 @@ def disaster_sharing(request):
     """Switch the disaster exception on (with a reason) or off; every switch is logged."""
     try:
         if request.POST.get("end"):
-            actions.do_end_disaster_sharing(actor=request.user)
+            actions.do_end_disaster_sharing(actor=request.user, confirmed=request.POST.get("confirm") == "yes")
         else:
             actions.do_start_disaster_sharing(actor=request.user, reason=request.POST.get("reason", "")[:300],
                                               confirmed=request.POST.get("confirm") == "yes")

@@ -37,7 +37,7 @@ def test_disaster_sharing_shows_people_needing_evacuation_help_without_consent_a
     assert sharing.started_by == staff_a
     assert "鈴木 キヨ" in visible(volunteer_a)
     with tenant_scope("tenant_a"):
-        actions.do_end_disaster_sharing(actor=staff_a)
+        actions.do_end_disaster_sharing(actor=staff_a, confirmed=True)
     assert "鈴木 キヨ" not in visible(volunteer_a)
 
 

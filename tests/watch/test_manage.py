@@ -105,7 +105,13 @@ def test_disaster_sharing_is_switched_with_a_reason_and_logged(client_a, staff_a
     assert "Say why sharing without consent is needed." in response.content.decode()
     client_a.post("/watch/disaster-sharing/", {"reason": "大雨特別警報", "confirm": "yes"})
     assert "大雨特別警報" in client_a.get("/watch/").content.decode()
-    client_a.post("/watch/disaster-sharing/", {"end": "1"})
+    response = client_a.post("/watch/disaster-sharing/", {"end": "1"})
+    assert response.status_code == HTTPStatus.BAD_REQUEST  # switching off is confirmed too
+    assert "Confirm that volunteers and officers will again see only the residents who consented." in (
+        response.content.decode())
+    with tenant_scope("tenant_a"):
+        assert DisasterSharing.objects.get().ended_at is None
+    client_a.post("/watch/disaster-sharing/", {"end": "1", "confirm": "yes"})
     with tenant_scope("tenant_a"):
         [sharing] = DisasterSharing.objects.all()
     assert (sharing.reason, sharing.started_by_id, sharing.ended_by_id) == ("大雨特別警報", staff_a.pk, staff_a.pk)
