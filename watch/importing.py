@@ -44,7 +44,15 @@ from watch.actions import (
     do_create_resident,
     do_record_consent,
 )
-from watch.models import Area, EmergencyContact, ImportJob, ImportMapping, ImportValueMapping, Resident
+from watch.models import (
+    Area,
+    EmergencyContact,
+    ImportJob,
+    ImportMapping,
+    ImportValueMapping,
+    Resident,
+    ResidentChange,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -854,7 +862,8 @@ def do_import_residents(*, actor: User, data: bytes, create_areas: bool = False,
 def _create_resident(actor: User, planned: PlannedResident, tree: _AreaTree, report: ImportReport) -> None:
     area = tree.get_or_create(planned.area_names, report.created_areas)
     try:
-        resident = do_create_resident(area=area, name=planned.name, **planned.fields)
+        resident = do_create_resident(area=area, name=planned.name, actor=actor,
+                                      change_kind=ResidentChange.Kind.IMPORTED, **planned.fields)
     except ValidationError as exc:  # checked before; kept so a surprise still names its row
         key, messages = next(iter(exc.message_dict.items()))
         raise _RowFailed(planned.line, FIELD_BY_KEY[_MODEL_FIELDS[key]].header if key in _MODEL_FIELDS else "",

@@ -39,6 +39,7 @@ from watch.models import (
     ImportMapping,
     ImportValueMapping,
     Resident,
+    ResidentChange,
     Rhythm,
 )
 from watch.tasks import run_import_job
@@ -246,6 +247,10 @@ def test_import_of_the_corrected_sample_creates_the_residents_as_the_readme_expe
         assert Rhythm.objects.count() == 9
         assert set(Rhythm.objects.values_list("channel", "interval")) == {("", timedelta(days=7))}
         assert Resident.objects.filter(next_due_at__isnull=False).count() == 9
+        # Each resident's history begins with the import, by whoever imported.
+        assert set(ResidentChange.objects.filter(kind="imported").values_list("resident__external_id", "actor")) == {
+            (number, staff_a.pk) for number in residents}
+        assert not ResidentChange.objects.filter(kind="created").exists()
 
 
 def test_without_create_areas_the_corrected_sample_is_refused_for_row_9_alone(sample_areas, staff_a):
