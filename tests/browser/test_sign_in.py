@@ -21,13 +21,14 @@ def test_sign_in_switch_language_and_sign_out_on_a_phone(live_server_url, phone)
 
     page.get_by_label("パスワード").fill(PASSWORD)
     page.get_by_test_id("sign-in").click()
-    expect(page.get_by_test_id("welcome")).to_have_text("ようこそ、hanako さん。")
+    # A volunteer's home is their list.
+    expect(page.locator("h1")).to_have_text("担当の方々")
     expect(page.get_by_test_id("who")).to_contain_text("見守りボランティア")
     # The live connection (websocket, authenticated by the session) is up.
     expect(page.get_by_test_id("live")).to_have_class("live on")
 
     page.get_by_role("button", name="English").click()
-    expect(page.get_by_test_id("welcome")).to_have_text("Welcome, hanako.")
+    expect(page.locator("h1")).to_have_text("My residents")
     expect(page.get_by_test_id("who")).to_contain_text("Volunteer")
 
     page.get_by_test_id("sign-out").click()
