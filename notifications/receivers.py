@@ -6,6 +6,7 @@ from notifications.events import EVERYONE, send_event_on_commit, to_role, to_use
 from tenants.accounts.models import User
 from tenants.accounts.signals import (
     password_changed,
+    role_changed,
     session_ended,
     tenant_deactivated,
     user_deactivated,
@@ -17,8 +18,9 @@ SESSION_ENDED = {"type": "session.ended"}
 
 @receiver(user_deactivated)
 @receiver(password_changed)
+@receiver(role_changed)
 def end_live_connections(sender, schema_name, user_id, **kwargs):
-    # Open pages of a deactivated user, or of sessions a new password ended, stop at once.
+    # Open pages of a deactivated user, or of sessions a new password or role ended, stop at once.
     send_event_on_commit(schema_name, SESSION_ENDED, [to_user(user_id)])
 
 

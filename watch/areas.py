@@ -257,8 +257,6 @@ def do_change_person_role(*, actor: User, person: User, role: str) -> tuple[bool
             memberships = AreaMembership.objects.filter(user=person).select_related("area").order_by("area__path")
             removed = [membership.area.full_name for membership in memberships]
             memberships.delete()
-        if changed:
-            _access_changed(person.pk)
     return changed, removed
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tenants.accounts.models import TENANT_ROLES, ApiToken, Invitation, User, hash_token
-from tenants.accounts.signals import password_changed, session_ended, user_deactivated, user_joined
+from tenants.accounts.signals import password_changed, role_changed, session_ended, user_deactivated, user_joined
 from tenants.tasks import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -286,6 +286,7 @@ def do_change_role(*, actor: User, user: User, role: str) -> bool:
         User.objects.filter(pk=user.pk).update(role=role)
         user.role = role
         _end_sessions_of(user.pk)
+        role_changed.send(sender=User, schema_name=connection.schema_name, user_id=user.pk)
     logger.info("user %s changed the role of user %s from %s to %s", actor.pk, user.pk, current.role, role)
     return True
 

@@ -7,6 +7,8 @@ user_deactivated = Signal()
 user_joined = Signal()
 # Sent inside the transaction that recorded a new password; kwargs: schema_name, user_id.
 password_changed = Signal()
+# Sent inside the transaction that gave a user another role; kwargs: schema_name, user_id.
+role_changed = Signal()
 # Sent when a signed-in session signs out; kwargs: schema_name, session_key.
 session_ended = Signal()
 # Sent inside the transaction that deactivated a tenant; kwargs: schema_name.

@@ -132,6 +132,17 @@ def test_a_new_role_applies_at_once_and_a_role_not_seeing_by_area_loses_its_area
     assert (f"tenant_a.user.{staff_a.pk}", {"type": "session.ended"}) in captured_events
 
 
+def test_a_role_changed_by_the_action_itself_closes_the_persons_open_pages(
+        admin_a, staff_a, captured_events, django_capture_on_commit_callbacks):
+    """A shell or a command changes roles without the person page: the live connections
+    of the old role end all the same."""
+    from tenants.accounts.actions import do_change_role
+
+    with django_capture_on_commit_callbacks(execute=True), tenant_scope("tenant_a"):
+        assert do_change_role(actor=admin_a, user=staff_a, role=User.Role.CASE_WORKER)
+    assert captured_events == [(f"tenant_a.user.{staff_a.pk}", {"type": "session.ended"})]
+
+
 def test_a_role_that_sees_by_area_keeps_its_areas(admin_a, staff_a, areas_a):
     attach(staff_a, areas_a["assoc"])
     response = signed_in("admin-a").post(f"/watch/people/{staff_a.pk}/role/", {"role": "case_worker"})
