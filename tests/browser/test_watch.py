@@ -59,6 +59,8 @@ def test_volunteer_check_in_updates_the_staff_overview_without_a_reload(browser,
 
     expect(hanako_row.locator('[data-field="last_outcome"]')).to_have_text("元気", timeout=10_000)
     expect(hanako_row).to_have_class(re.compile("updated"))
+    # The toast names the resident the page shows (the event itself carries only ids).
+    expect(staff.locator("#events li").first).to_contain_text("山田 花子さんの連絡が記録されました")
     assert contacts() == [("山田 花子", "fine")]
     staff.context.close()
 
