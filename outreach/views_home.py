@@ -19,7 +19,6 @@ from django.db.models import Case, Count, IntegerField, Q, Value, When
 from django.db.models.functions import TruncDate
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.utils.translation import pgettext_lazy
 
 from outreach.models import Concern, Severity
 from tenants.accounts.models import Invitation, User
@@ -34,14 +33,6 @@ DAYS = 7  # "this week": today and the six days before, in the tenant's time zon
 
 # What an area is shown with (str(area): its full path), fetched alongside the rows.
 AREA_FIELDS = ("area__name", "area__full_name")
-
-# How the home page names a live concern's state: 未対応 (nobody has taken it yet) and
-# 対応中 (someone acknowledged it). The model's label "Open" is also a verb elsewhere.
-CONCERN_STATE_WORDS = {
-    Concern.State.OPEN: pgettext_lazy("concern state", "Open"),
-    Concern.State.ACKNOWLEDGED: pgettext_lazy("concern state", "Acknowledged"),
-}
-
 
 @login_required
 def home(request):
@@ -98,9 +89,7 @@ def live_concerns(visible, now) -> dict:
                  .annotate(urgent_first=Case(When(severity=Severity.URGENT, then=Value(0)), default=Value(1),
                                              output_field=IntegerField()))
                  .order_by("urgent_first", "opened_at", "pk")[:CONCERNS_SHOWN])
-    for concern in shown:
-        concern.state_word = CONCERN_STATE_WORDS[concern.state]
-    return {"concern_counts": counts, "concerns": shown, "state_words": CONCERN_STATE_WORDS}
+    return {"concern_counts": counts, "concerns": shown, "state_words": dict(Concern.State.choices)}
 
 
 def visits_today(visible, today) -> dict:

@@ -80,11 +80,6 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         return response
 
 
-@login_required
-def home(request):
-    return render(request, "home.html", {"tenant": request.tenant})
-
-
 def _require_admin(request):
     if not request.user.is_tenant_admin:
         raise PermissionDenied
