@@ -36,6 +36,7 @@ from watch.models import (
     Resident,
     ResidentChange,
     Rhythm,
+    Visit,
 )
 from watch.signals import attention_requested, resident_overdue
 
@@ -151,6 +152,9 @@ def do_set_resident_status(*, actor: User | None, resident: Resident, status: st
                 do_lower_wakeup(connection.schema_name, OVERDUE, rhythm.alert_at)
         else:
             rhythms.update(state=Rhythm.State.PAUSED, overdue_since=None)
+        if status == Resident.Status.ENDED:
+            # Nobody is to call on someone whose watch-over ended (moved, deceased...).
+            resident.visits.filter(state=Visit.State.PLANNED).update(state=Visit.State.CANCELLED, closed_at=now)
         _refresh_resident_due(resident)
         changes = diff(before, {name: getattr(resident, name) for name in STATUS_FIELDS})
         if changes:

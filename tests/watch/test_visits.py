@@ -550,3 +550,20 @@ def test_an_invalid_outcome_row_refuses_the_whole_sheet_with_the_message_next_to
     with tenant_scope("tenant_a"):
         assert not ContactLog.objects.exists()
         assert set(Visit.objects.values_list("state", flat=True)) == {"planned"}
+
+
+def test_ending_watch_over_cancels_the_residents_planned_visits(staff_a, volunteer_a, hanako, planned):
+    with tenant_scope("tenant_a"):
+        actions.do_set_resident_status(actor=staff_a, resident=hanako, status=Resident.Status.ENDED,
+                                       reason=Resident.EndReason.MOVED)
+        visit = Visit.objects.get()
+        assert visits.do_mark_missed_visits(planned.due_at + timedelta(days=1)) == []
+    assert visit.state == "cancelled" and visit.closed_at is not None
+
+
+def test_the_resident_page_links_a_planner_to_a_visit_plan_for_that_resident(client_a, staff_a, hanako):
+    client_a.sign_in("staff-a")
+    page = client_a.get(f"/watch/residents/{hanako.pk}/").content.decode()
+    assert f'href="/watch/visits/?resident={hanako.pk}"' in page
+    plan_page = client_a.get(f"/watch/visits/?resident={hanako.pk}")
+    assert plan_page.status_code == HTTPStatus.OK and hanako.name in plan_page.content.decode()
