@@ -226,6 +226,7 @@ def test_a_new_municipality_is_set_up_in_the_browser_and_its_volunteer_does_toda
     expect(label.get_by_test_id("label-device")).to_contain_text("玄関")
     expect(label.locator("[data-testid=label-qr] svg")).to_be_visible()
     expect(label.get_by_test_id("label-url")).to_contain_text(f"{host}:")
+    expect(admin.get_by_test_id("print")).to_be_visible()  # shown by our script, under the CSP
     journey.step(admin, "device-label")
 
     # Other residents from a CSV file (Shift_JIS, as an older Excel saves it).

@@ -51,7 +51,7 @@ def test_volunteer_check_in_updates_the_staff_overview_without_a_reload(browser,
     sign_in(staff, url, "hanako-staff")
     staff.goto(url + "/watch/")
     hanako_row = staff.locator(f'tr[data-resident-row="{town[0].pk}"]')
-    expect(hanako_row.locator('[data-field="last_contact_at"]')).to_have_text("—")
+    expect(hanako_row.locator('[data-field="last_contact_at"]')).to_have_text("連絡の記録なし")
 
     sign_in(phone, url, "kazuko")
     phone.goto(url + "/watch/my/")

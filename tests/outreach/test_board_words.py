@@ -62,7 +62,7 @@ def test_the_concern_page_offers_the_residents_phones_to_call_and_the_full_area(
     page = ja_client.get(f"/outreach/concerns/{concern.pk}/").content.decode()
     assert 'href="tel:0774621234"' in page and 'href="tel:09011112222"' in page
     assert "大住 › 大住ヶ丘連合自治会 › 3班" in page
-    assert f"<title>{hanako.name}さんの懸念事項" in page
+    assert f"<title>{hanako.name}さんの気がかり" in page
 
 
 def test_dismissing_needs_the_confirmation_box_and_saves_nothing_without_it(team, hanako, ja_client):
