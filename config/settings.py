@@ -341,6 +341,9 @@ NOTIFICATION_URGENT_TIMEOUT = float(env.get("NOTIFICATION_URGENT_TIMEOUT", "5"))
 # SMTP: the wait for the answer to the end of DATA (the server may be checking the
 # message). Past it the email may have been accepted: it is not sent again.
 NOTIFICATION_EMAIL_DATA_TIMEOUT = float(env.get("NOTIFICATION_EMAIL_DATA_TIMEOUT", "60"))
+# A provider's server that did not answer three times running in a worker process is
+# not called from it for this long (notifications.delivery.Breaker).
+NOTIFICATION_PROVIDER_PAUSE = float(env.get("NOTIFICATION_PROVIDER_PAUSE", "30"))
 # Waits (seconds) before the 2nd, 3rd, ... attempt on one channel after a transient
 # failure (timeout, connection error, 5xx, 429); after the last, the next channel.
 NOTIFICATION_RETRY_DELAYS = [int(s) for s in env.get_list("NOTIFICATION_RETRY_DELAYS", ["10", "30", "90"])]

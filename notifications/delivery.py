@@ -162,13 +162,12 @@ class Provider(abc.ABC):
 
 class Breaker:
     """A provider's server that did not answer LIMIT times running in this process is not
-    called for PAUSE: notifications due on it then wait until PAUSE is over (urgent ones
+    called for NOTIFICATION_PROVIDER_PAUSE seconds: notifications due on it then wait until then (urgent ones
     go to the person's next channel at once), without an attempt, so one hung provider
     does not hold the worker's processes from everybody else's notifications, nor use up
     anyone's retries. Any answer, even an error, closes it again."""
 
     LIMIT = 3
-    PAUSE = timedelta(seconds=30)
 
     def __init__(self):
         self.silent: dict[str, int] = {}
@@ -189,9 +188,9 @@ class Breaker:
             return
         self.silent[service] = self.silent.get(service, 0) + 1
         if self.silent[service] >= self.LIMIT:
-            self.open_until[service] = timezone.now() + self.PAUSE
-            logger.warning("%s did not answer %d times: not called for %s s", service, self.silent[service],
-                           self.PAUSE.seconds)
+            pause = settings.NOTIFICATION_PROVIDER_PAUSE
+            self.open_until[service] = timezone.now() + timedelta(seconds=pause)
+            logger.warning("%s did not answer %d times: not called for %s s", service, self.silent[service], pause)
 
 
 BREAKER = Breaker()
