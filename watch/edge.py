@@ -290,17 +290,21 @@ class Edge:
                 if inserted is None:
                     raise _PassToDjango  # a retry: Django hands back the original entry
                 contact_id, created_at = inserted
-                lowered = None
-                if values["outcome"] in EDGE_SIGN_OF_LIFE:
-                    moved = await (await conn.execute(self._sql(_CONTACT_RHYTHMS, schema), values)).fetchall()
-                    lowered = min((alert for alert, was_off in moved if was_off and alert), default=None)
-                summary = await (await conn.execute(self._sql(_CONTACT_SUMMARY, schema), values)).fetchone()
+                # Sent together (one round trip; the server runs them in this order): the
+                # rhythms it moves, the resident's summary, and the visits it completes
+                # (the action's own statement, watch.visits).
+                async with conn.pipeline():
+                    moved = (await conn.execute(self._sql(_CONTACT_RHYTHMS, schema), values)
+                             if values["outcome"] in EDGE_SIGN_OF_LIFE else None)
+                    summary = await conn.execute(self._sql(_CONTACT_SUMMARY, schema), values)
+                    await conn.execute(completion_sql(schema), completion_params(
+                        schema=schema, resident=values["resident"], contact=contact_id, at=values["at"],
+                        user=user.id, channel=values["channel"]))
+                moved = await moved.fetchall() if moved is not None else []
+                summary = await summary.fetchone()
+                lowered = min((alert for alert, was_off in moved if was_off and alert), default=None)
                 if lowered is not None:
                     await conn.execute(_LOWER_WAKEUP, {"schema": schema, "purpose": OVERDUE, "due": lowered})
-                # The visits it completes: the action's own statement (watch.visits).
-                await conn.execute(completion_sql(schema), completion_params(
-                    schema=schema, resident=values["resident"], contact=contact_id, at=values["at"],
-                    user=user.id, channel=values["channel"]))
         except _PassToDjango:
             return await self.inner(scope, replay, send)
         resident.last_contact_at, resident.last_outcome, resident.next_due_at, resident.is_overdue = summary
