@@ -53,6 +53,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / ".data" / "screenshots"
 # axe-core impacts that fail a page (JIS X 8341-3 level AA is the aim; minor and moderate
 # findings are printed, not failed).
 FAILING_IMPACTS = {"serious", "critical"}
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
 def accessibility_problems(page) -> list[str]:
@@ -60,9 +61,7 @@ def accessibility_problems(page) -> list[str]:
     critical violations, each as "rule: target (help)"."""
     from axe_playwright_python.sync_playwright import Axe
 
-    results = Axe().run(page, options={"resultTypes": ["violations"],
-                                       "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a",
-                                                                              "wcag21aa"]}})
+    results = Axe().run(page, options={"resultTypes": ["violations"], "runOnly": {"type": "tag", "values": AXE_TAGS}})
     return [f"{violation['id']}: {', '.join(str(node['target']) for node in violation['nodes'])} "
             f"({violation['help']})"
             for violation in results.response["violations"] if violation["impact"] in FAILING_IMPACTS]

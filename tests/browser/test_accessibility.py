@@ -5,6 +5,7 @@ check-in can be done with the keyboard alone; and the checker itself is not blin
 One data set is built once; each language gets one browser context per person, the
 pages are visited in a row, and each is checked at desktop size (1280x800) and again
 resized to a phone's (390x844); no screenshots (the journey test keeps those)."""
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from outreach.actions import do_add_duty_shift, do_raise_concern
 from outreach.policies import do_save_policy
 from tenants.accounts.models import User
 from tenants.context import tenant_scope
-from tests.browser.conftest import accessibility_problems
+from tests.browser.conftest import AXE_TAGS, FAILING_IMPACTS, accessibility_problems
 from tests.conftest import HOST_A, HOST_B, PASSWORD, make_user
 from tests.watch.conftest import make_resident
 from watch import actions
@@ -119,10 +120,9 @@ def sign_in(page, url: str, username: str) -> None:
 
 
 AXE_SCRIPT = Path(axe_playwright_python.__file__).with_name("axe.min.js")
-AXE_RUN = """axe.run({resultTypes: ["violations"],
-                      runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
-           .then(results => results.violations.filter(v => v.impact === "serious" || v.impact === "critical")
-           .map(v => `${v.id}: ${v.nodes.map(n => JSON.stringify(n.target)).join(", ")} (${v.help})`))"""
+AXE_RUN = f"""axe.run({{resultTypes: ["violations"], runOnly: {{type: "tag", values: {json.dumps(AXE_TAGS)}}}}})
+           .then(results => results.violations.filter(v => {json.dumps(sorted(FAILING_IMPACTS))}.includes(v.impact))
+           .map(v => `${{v.id}}: ${{v.nodes.map(n => JSON.stringify(n.target)).join(", ")}} (${{v.help}})`))"""
 
 
 class Checker:
