@@ -130,22 +130,6 @@ def _seed_tenant(schema: str, residents: int) -> None:
           f"{visits} visits in {time.perf_counter() - started:.1f} s)", flush=True)
 
 
-def _client(schema: str, username: str):
-    from django.test import Client
-
-    from tenants.accounts.models import User
-    from tenants.context import tenant_scope
-
-    client = Client(HTTP_HOST=harness.tenant_domain(schema), HTTP_ACCEPT_LANGUAGE="ja")
-    with tenant_scope(schema):
-        client.force_login(User.objects.get(username=username))
-        session = client.session
-        session["schema"] = schema
-        session.save()
-    connection.set_schema_to_public()
-    return client
-
-
 def _get(client) -> float:
     start = time.perf_counter()
     response = client.get("/")
@@ -188,7 +172,7 @@ def run() -> list[Metric]:
     _seed_tenant(SCHEMA, RESIDENTS)
     _seed_tenant(SMALL_SCHEMA, SMALL_RESIDENTS)
     print(f"(product: {harness.product_revision()}; {harness.background_load()})", flush=True)
-    clients = {ADMIN: _client(SCHEMA, ADMIN), STAFF: _client(SCHEMA, STAFF)}
+    clients = {ADMIN: harness.signed_in_client(SCHEMA, ADMIN), STAFF: harness.signed_in_client(SCHEMA, STAFF)}
     for client in clients.values():
         for _ in range(3):
             _get(client)  # templates, translations, the host cache
@@ -204,7 +188,7 @@ def run() -> list[Metric]:
     for name in clients:
         print(f"(contacts read as {name}: {'; '.join(_contact_scans(SCHEMA, name))})", flush=True)
         big = _query_count(clients[name])
-        small = _query_count(_client(SMALL_SCHEMA, name))
+        small = _query_count(harness.signed_in_client(SMALL_SCHEMA, name))
         print(f"(queries per request as {name}: {RESIDENTS} residents {big}, {SMALL_RESIDENTS} residents {small} → "
               f"{'the same' if big == small else 'NOT the same'})", flush=True)
     connection.set_schema_to_public()

@@ -111,22 +111,6 @@ def _seed_tenant(schema: str, residents: int) -> dict:
     return {"district": district.pk, "overdue": overdue}
 
 
-def _client(schema: str):
-    from django.test import Client
-
-    from tenants.accounts.models import User
-    from tenants.context import tenant_scope
-
-    client = Client(HTTP_HOST=harness.tenant_domain(schema))
-    with tenant_scope(schema):
-        client.force_login(User.objects.get(username=STAFF))
-        session = client.session
-        session["schema"] = schema
-        session.save()
-    connection.set_schema_to_public()
-    return client
-
-
 def _get(client, url: str) -> float:
     start = time.perf_counter()
     response = client.get(url)
@@ -151,7 +135,7 @@ def run() -> list[Metric]:
     big = _seed_tenant(SCHEMA, RESIDENTS)
     small = _seed_tenant(SMALL_SCHEMA, SMALL_RESIDENTS)
     print(f"(product: {harness.product_revision()}; {big['overdue']} of {RESIDENTS} residents overdue)", flush=True)
-    client, small_client = _client(SCHEMA), _client(SMALL_SCHEMA)
+    client, small_client = harness.signed_in_client(SCHEMA, STAFF), harness.signed_in_client(SMALL_SCHEMA, STAFF)
     urls = ["/watch/", f"/watch/?area={big['district']}"]
     small_urls = ["/watch/", f"/watch/?area={small['district']}"]
     for url in urls * 3:

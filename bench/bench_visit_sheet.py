@@ -71,22 +71,6 @@ def _seed() -> dict:
         return {"visitor": User.objects.get(username=VOLUNTEER).pk}
 
 
-def _client():
-    from django.test import Client
-
-    from tenants.accounts.models import User
-    from tenants.context import tenant_scope
-
-    client = Client(HTTP_HOST=harness.tenant_domain(SCHEMA), HTTP_ACCEPT_LANGUAGE="ja")
-    with tenant_scope(SCHEMA):
-        client.force_login(User.objects.get(username=WORKER))
-        session = client.session
-        session["schema"] = SCHEMA
-        session.save()
-    connection.set_schema_to_public()
-    return client
-
-
 def _get(client, url: str) -> float:
     start = time.perf_counter()
     response = client.get(url)
@@ -99,7 +83,7 @@ def _get(client, url: str) -> float:
 def run() -> list[Metric]:
     seeded = _seed()
     print(f"(product: {harness.product_revision()})", flush=True)
-    client = _client()
+    client = harness.signed_in_client(SCHEMA, WORKER)
     url = f"/watch/visits/sheet.pdf?visitor={seeded['visitor']}"
     first = _get(client, url)  # the font, templates, translations, the host cache
     print(f"  first request (cold): {first:.3f} s", flush=True)

@@ -698,6 +698,25 @@ def tenant_domain(schema_name: str) -> str:
     return f"{schema_name.replace('_', '-')}.bench.test"
 
 
+def signed_in_client(schema_name: str, username: str, language: str = "ja"):
+    """A Django test client signed in as `username` on the bench tenant's host (the
+    session bound to its schema, as a real sign-in binds it), for in-process page timings."""
+    from django.db import connection
+    from django.test import Client
+
+    from tenants.accounts.models import User
+    from tenants.context import tenant_scope
+
+    client = Client(HTTP_HOST=tenant_domain(schema_name), HTTP_ACCEPT_LANGUAGE=language)
+    with tenant_scope(schema_name):
+        client.force_login(User.objects.get(username=username))
+        session = client.session
+        session["schema"] = schema_name
+        session.save()
+    connection.set_schema_to_public()
+    return client
+
+
 def ensure_tenant(schema_name: str, name: str | None = None) -> tuple[object, bool]:
     """The bench tenant `schema_name` at <schema-name>.bench.test; (tenant, created).
     An existing tenant of another `name` (a seed of an older bench version) is replaced."""

@@ -82,15 +82,20 @@ def policy_for(resident: Resident, severity: str) -> tuple[str, list[dict], int]
         if urgent:
             return URGENT_POLICY_NAME, URGENT_STEPS, URGENT_REPEATS
         return DEFAULT_POLICY_NAME, DEFAULT_STEPS, DEFAULT_REPEATS
-    steps: dict[int, dict] = {}  # rows of one order are one step
-    for row in best.steps.all():
+    return best.name, steps_of(best), best.repeat_limit
+
+
+def steps_of(policy: EscalationPolicy) -> list[dict]:
+    """A policy's rows as the steps a concern copies: the rows of one order are one step."""
+    steps: dict[int, dict] = {}
+    for row in policy.steps.all():
         step = steps.setdefault(row.order, {"targets": [], "users": [], "wait_minutes": row.wait_minutes})
         if row.target not in step["targets"]:
             step["targets"].append(row.target)
         if row.target == Target.USER and row.user_id:
             step["users"].append(row.user_id)
         step["wait_minutes"] = max(step["wait_minutes"], row.wait_minutes)
-    return best.name, list(steps.values()), best.repeat_limit
+    return list(steps.values())
 
 
 def concern_event(concern: Concern, kind: str, *, actor: User | None = None, note: str = "",

@@ -22,6 +22,7 @@ from outreach.actions import (
     URGENT_STEPS,
     do_add_duty_shift,
     policy_for,
+    steps_of,
 )
 from outreach.models import (
     DEFAULT_POLICY_NAME,
@@ -169,19 +170,6 @@ def unreached_steps(steps: list[dict], areas: list[Area], reach: Reach | None = 
 
 
 # Policies in words ------------------------------------------------------------------------
-
-def steps_of(policy: EscalationPolicy) -> list[dict]:
-    """A policy's rows as steps, in the form `policy_for` copies onto a concern."""
-    steps: dict[int, dict] = {}
-    for row in policy.steps.all():
-        step = steps.setdefault(row.order, {"targets": [], "users": [], "wait_minutes": row.wait_minutes})
-        if row.target not in step["targets"]:
-            step["targets"].append(row.target)
-        if row.target == Target.USER and row.user_id:
-            step["users"].append(row.user_id)
-        step["wait_minutes"] = max(step["wait_minutes"], row.wait_minutes)
-    return list(steps.values())
-
 
 def step_label(step: dict, names: dict[int, str]) -> str:
     labels = []

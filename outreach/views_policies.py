@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from notifications.delivery import tenant_time_zone
 from outreach import policies
-from outreach.actions import do_add_duty_shift
+from outreach.actions import do_add_duty_shift, steps_of
 from outreach.models import DutyShift, EscalationPolicy, Severity, Target
 from tenants.accounts.models import User
 from watch.access import oversees_whole_tenant
@@ -55,7 +55,7 @@ def _step_rows(policy: EscalationPolicy | None, post=None) -> list[dict]:
         return [{"number": n, "targets": post.getlist(f"step_{n}_targets"),
                  "users": _ids(post.getlist(f"step_{n}_users")), "wait_minutes": post.get(f"step_{n}_wait", "")}
                 for n in range(1, count + 1)]
-    steps = policies.steps_of(policy) if policy else []
+    steps = steps_of(policy) if policy else []
     rows = [{"number": n, "targets": [t for t in s["targets"] if t != Target.USER], "users": s["users"],
              "wait_minutes": s["wait_minutes"]} for n, s in enumerate(steps, start=1)]
     for n in range(len(rows) + 1, min(len(rows) + EXTRA_ROWS, policies.MAX_STEPS) + 1):
