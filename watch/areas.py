@@ -65,8 +65,9 @@ def _full_name(parent: Area | None, name: str) -> str:
 def _check_area(area: Area) -> None:
     """The model's own field rules, then a name not yet used under the same parent."""
     area.full_clean(exclude=["parent", "path", "full_name"], validate_unique=False, validate_constraints=False)
-    siblings = Area.objects.filter(parent=area.parent, name=area.name).exclude(pk=area.pk)
-    if siblings.exists():
+    key = Area.name_key(area.name)
+    siblings = Area.objects.filter(parent=area.parent).exclude(pk=area.pk).values_list("name", flat=True)
+    if any(Area.name_key(name) == key for name in siblings):
         raise ValidationError({"name": [_duplicate_message(area)]})
 
 

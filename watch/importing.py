@@ -519,17 +519,12 @@ def _real_date(value: str, year: int, month: int, day: int) -> date:
 
 
 # Areas.
-def _area_key(name: str) -> str:
-    """Names are matched ignoring width and spacing (３班 is 3班); they are kept as written."""
-    return re.sub(r"\s+", " ", _nfkc(name))
-
-
 class _AreaTree:
     """The tenant's areas by (parent id, name), read once; also remembers areas to create."""
 
     def __init__(self):
         self.index: dict[tuple[int | None, str], Area] = {
-            (area.parent_id, _area_key(area.name)): area for area in Area.objects.all()
+            (area.parent_id, Area.name_key(area.name)): area for area in Area.objects.all()
         }
         self.planned: dict[tuple[str, ...], tuple[str, ...]] = {}  # key path → names as first written
 
@@ -537,7 +532,7 @@ class _AreaTree:
         """The deepest existing area along `names` and how many levels of it exist."""
         parent = None
         for depth, name in enumerate(names):
-            area = self.index.get((parent.pk if parent else None, _area_key(name)))
+            area = self.index.get((parent.pk if parent else None, Area.name_key(name)))
             if area is None:
                 return parent, depth
             parent = area
@@ -545,13 +540,13 @@ class _AreaTree:
 
     def plan(self, names: tuple[str, ...], existing_depth: int) -> None:
         for depth in range(existing_depth + 1, len(names) + 1):
-            key = tuple(_area_key(n) for n in names[:depth])
+            key = tuple(Area.name_key(n) for n in names[:depth])
             self.planned.setdefault(key, names[:depth])
 
     def get_or_create(self, names: tuple[str, ...], created: list[Area]) -> Area:
         parent = None
         for depth, name in enumerate(names):
-            key = (parent.pk if parent else None, _area_key(name))
+            key = (parent.pk if parent else None, Area.name_key(name))
             area = self.index.get(key)
             if area is None:
                 area = do_create_area(name=name, kind=AREA_LEVELS[depth][1], parent=parent)

@@ -4,6 +4,8 @@ Residents (見守り対象者) live in areas (district → residents' associatio
 every contact, from any channel, is a ContactLog row; each resident has one or more
 rhythms whose alert time (last contact + interval + grace) drives overdue detection.
 """
+import re
+import unicodedata
 from datetime import timedelta
 
 from django.conf import settings
@@ -40,6 +42,12 @@ class Area(models.Model):
 
     def __str__(self) -> str:
         return self.full_name or self.name
+
+    @staticmethod
+    def name_key(name: str) -> str:
+        """How area names are compared (the tree's siblings, an import's columns): ignoring
+        width and spacing, so that ３班 is 3班; names are kept as written."""
+        return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", name).strip())
 
     @property
     def ancestor_ids(self) -> list[int]:

@@ -55,6 +55,9 @@ def test_admin_adds_an_area_under_a_parent(admin_client, areas_a):
     ({"name": "3班", "kind": "block", "parent": "assoc"}, "name",
      "There is already an area named 3班 under 大住 › 大住ヶ丘連合自治会."),
     ({"name": "興戸", "kind": "district"}, "name", "There is already a top-level area named 興戸."),
+    # The same name in full-width digits or with other spacing is the same area.
+    ({"name": "３班", "kind": "block", "parent": "assoc"}, "name",
+     "There is already an area named ３班 under 大住 › 大住ヶ丘連合自治会."),
     ({"name": "5班", "kind": "street"}, "kind", "Select a valid choice. street is not one of the available choices."),
 ])
 def test_adding_an_area_with_bad_input_gets_400_with_the_message_next_to_the_field(admin_client, areas_a, data,
