@@ -29,6 +29,7 @@ from tenants.tasks import enqueue_on_commit
 from tenants.wakeups import RETRY_AFTER, do_lower_wakeup, do_set_wakeup
 from watch.access import can_see_resident, resident_audience
 from watch.models import Resident, Rhythm, Visit
+from watch.notes import note_problems
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +126,9 @@ def do_raise_concern(*, resident: Resident, cause: str, severity: str | None = N
     severity = severity or SEVERITY_BY_CAUSE.get(cause, Severity.NORMAL)
     if severity not in Severity.values:
         raise ValidationError({"severity": [_("Choose one of the severities offered.")]})
-    if len(note) > NOTE_MAX:
-        raise ValidationError({"note": [_("The note is too long (at most %(max)d characters).") % {"max": NOTE_MAX}]})
+    if problems := note_problems(note, NOTE_MAX):
+        raise ValidationError({"note": problems})
+    note = note.strip()
     with transaction.atomic():
         for _attempt in range(2):
             existing = (Concern.objects.select_for_update().select_related("resident__area")
@@ -303,7 +305,8 @@ def do_acknowledge_concern(*, concern: Concern, actor: User, note: str = "", via
             next_step_at=None, timer=uuid.uuid4())
         if changed:
             concern.refresh_from_db()
-            concern_event(concern, ConcernEvent.Kind.ACKNOWLEDGED, actor=actor, note=note[:NOTE_MAX], via=via)
+            # Never refused for its note: an acknowledgement stops an alert.
+            concern_event(concern, ConcernEvent.Kind.ACKNOWLEDGED, actor=actor, note=note.strip()[:NOTE_MAX], via=via)
     return bool(changed)
 
 

@@ -38,6 +38,7 @@ from watch.models import (
     Rhythm,
     Visit,
 )
+from watch.notes import note_problems
 from watch.signals import attention_requested, resident_overdue
 
 logger = logging.getLogger(__name__)
@@ -281,8 +282,8 @@ def check_contact_input(*, occurred_at: datetime, channel: str, outcome: str, no
         errors["channel"] = [_("Unknown channel.")]
     if outcome not in Outcome.values:
         errors["outcome"] = [_("Unknown outcome.")]
-    if len(note) > NOTE_MAX:
-        errors["note"] = [_("The note is too long (at most %(max)d characters).") % {"max": NOTE_MAX}]
+    if problems := note_problems(note, NOTE_MAX):
+        errors["note"] = problems
     if errors:
         raise ValidationError(errors)
 
@@ -308,7 +309,7 @@ def do_log_contact(*, actor: User | None, resident: Resident, occurred_at: datet
         with transaction.atomic():
             contact = ContactLog.objects.create(
                 resident=resident, occurred_at=occurred_at, logged_by=actor, device=device,
-                channel=channel, outcome=outcome, note=note, idempotency_key=idempotency_key,
+                channel=channel, outcome=outcome, note=note.strip(), idempotency_key=idempotency_key,
             )
             _apply_contact(resident, contact)
     except IntegrityError:

@@ -77,7 +77,9 @@ class ContactInputSerializer(serializers.Serializer):
     occurred_at = serializers.DateTimeField(required=False)
     channel = serializers.ChoiceField(choices=Channel.choices)
     outcome = serializers.ChoiceField(choices=Outcome.choices)
-    note = serializers.CharField(required=False, allow_blank=True, max_length=NOTE_MAX, default="")
+    # Not trimmed here: a note of only spaces is refused by the action (watch.notes).
+    note = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=NOTE_MAX,
+                                 default="")
     idempotency_key = serializers.UUIDField(required=False)
 
     def validate(self, attrs):

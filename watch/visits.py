@@ -34,6 +34,7 @@ from tenants.wakeups import do_lower_wakeup
 from watch.access import can_see_resident, residents_for_user
 from watch.actions import OVERDUE  # the missed pass runs with the overdue pass, on its wakeup
 from watch.models import Channel, Resident, Visit
+from watch.notes import note_problems
 from watch.signals import visit_missed
 
 logger = logging.getLogger(__name__)
@@ -173,10 +174,8 @@ def check_visit_input(*, resident: Resident, visitor: User | None, starts_on: da
         errors["ends_on"] = [_("Plan visits at most a year ahead.")]
     if purpose not in Visit.Purpose.values:
         errors["purpose"] = [_("Choose one of the purposes offered.")]
-    if note and not note.strip():
-        errors["note"] = [_("The note is only spaces: write something or leave it empty.")]
-    elif len(note.strip()) > NOTE_MAX:
-        errors["note"] = [_("The note is too long (at most %(max)d characters).") % {"max": NOTE_MAX}]
+    if problems := note_problems(note, NOTE_MAX):
+        errors["note"] = problems
     if errors:
         raise ValidationError(errors)
     return starts_on, ends_on, note.strip()

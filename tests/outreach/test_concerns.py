@@ -192,6 +192,9 @@ def test_raising_by_hand_with_bad_input_is_400_and_saves_nothing(hanako, client_
     response = client_a.post(f"/outreach/residents/{hanako.pk}/raise/", {"severity": "apocalyptic", "note": "x"})
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert "Choose one of the severities offered." in response.content.decode()
+    response = client_a.post(f"/outreach/residents/{hanako.pk}/raise/", {"severity": "high", "note": "   "})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "The note is only spaces: write something or leave it empty." in response.content.decode()
     with tenant_scope("tenant_a"):
         assert not Concern.objects.exists()
 

@@ -94,6 +94,7 @@ def test_bad_contact_input_gets_400_with_field_messages_and_saves_nothing(client
         ({"channel": "pigeon"}, "channel", '"pigeon" is not a valid choice.'),
         ({"outcome": "great"}, "outcome", '"great" is not a valid choice.'),
         ({"note": "あ" * 2001}, "note", "Ensure this field has no more than 2000 characters."),
+        ({"note": " \u3000\n "}, "note", "The note is only spaces: write something or leave it empty."),
         ({"idempotency_key": "not-a-uuid"}, "idempotency_key", "Must be a valid UUID."),
     ]
     for override, field, message in cases:
@@ -102,6 +103,22 @@ def test_bad_contact_input_gets_400_with_field_messages_and_saves_nothing(client
         assert response.status_code == HTTPStatus.BAD_REQUEST, (field, response.content)
         assert message in response.json()[field]
     assert contacts_of(hanako) == []
+
+
+def test_a_note_of_only_spaces_is_refused_on_the_resident_page_and_a_note_with_spaces_around_is_trimmed(
+        client_a, volunteer_a, hanako):
+    from tests.conftest import HOST_A, TenantClient
+
+    client = TenantClient(HOST_A, language="ja")
+    client.sign_in("volunteer-a")
+    response = client.post(f"/watch/residents/{hanako.pk}/contacts/", {"channel": "visit", "outcome": "fine",
+                                                                          "note": "　　"})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "メモが空白だけです" in response.content.decode()
+    assert contacts_of(hanako) == []
+    assert post_contact(client, resident=hanako.pk, channel="visit", outcome="fine",
+                        note="  庭にいた \n").status_code == HTTPStatus.CREATED
+    assert [c.note for c in contacts_of(hanako)] == ["庭にいた"]
 
 
 def test_future_time_message_in_japanese(volunteer_a, hanako):
