@@ -36,6 +36,7 @@ from outreach.models import (
 from tenants.accounts.models import User
 from watch.access import LENSES, area_scope, lens_for, oversees_whole_tenant
 from watch.models import Area, AreaMembership, Resident
+from watch.visits import parse_week
 
 MAX_STEPS = 10
 MAX_REPEATS = 10
@@ -344,15 +345,9 @@ def people_for_duty():
 
 
 def week_start(value: str | None, tz) -> date:
-    """The Monday of an ISO week "2026-W49" (this week when absent or unreadable)."""
-    if value:
-        try:
-            year, week = value.split("-W")
-            return date.fromisocalendar(int(year), int(week), 1)
-        except ValueError:
-            pass
-    today = timezone.now().astimezone(tz).date()
-    return today - timedelta(days=today.weekday())
+    """The Monday of an ISO week "2026-W49" (this week when absent, unreadable or out of
+    range), as visit plans read it."""
+    return parse_week(value, timezone.now().astimezone(tz).date())
 
 
 def week_bounds(monday: date, tz) -> tuple[datetime, datetime]:

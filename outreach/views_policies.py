@@ -23,6 +23,7 @@ from outreach.models import DutyShift, EscalationPolicy, Severity, Target
 from tenants.accounts.models import User
 from watch.access import oversees_whole_tenant
 from watch.models import Area
+from watch.visits import PLAN_YEARS
 
 EXTRA_ROWS = 1  # empty step rows offered below the policy's own
 
@@ -204,6 +205,9 @@ def rota(request):
     values = {"user": person.pk if person else None, "day": post.get("day", ""), "starts": post.get("starts", ""),
               "ends": post.get("ends", ""), "next_day": bool(post.get("next_day"))}
     day = _parse(values["day"], date.fromisoformat, "day", _("Give the day as a date."), errors)
+    if day is not None and day.year not in PLAN_YEARS:
+        errors["day"], day = [_("Give a day between %(first)d and %(last)d.") % {
+            "first": PLAN_YEARS[0], "last": PLAN_YEARS[-1]}], None
     start = _parse(values["starts"], _clock, "starts_at", _("Give the start as a time (18:00)."), errors)
     end = _parse(values["ends"], _clock, "ends_at", _("Give the end as a time (9:00)."), errors)
     tz = tenant_time_zone()

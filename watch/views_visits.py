@@ -301,7 +301,8 @@ def visit_outcomes(request):
     status = 200
     if request.method == "POST":
         entered = []
-        for visit_id in request.POST.getlist("visit"):
+        # Each visit once, however often the form sends it.
+        for visit_id in dict.fromkeys(request.POST.getlist("visit")):
             visit = plans.get_visit_for_user(request.user, visit_id)
             row_errors, entry = _outcome_row(request.POST, visit)
             if row_errors:

@@ -247,14 +247,22 @@ def get_visit_for_user(user, visit_id) -> Visit:
         raise Http404 from exc
 
 
-def parse_week(value: str | None) -> date:
-    """The Monday of an ISO week written "2026-W49"; this week's for anything else."""
+# The years a week or a day of a plan or the rota may fall in: beyond them it is a typo
+# (and date arithmetic overflows next to year 1 and 9999).
+PLAN_YEARS = range(2000, 2101)
+
+
+def parse_week(value: str | None, today: date | None = None) -> date:
+    """The Monday of an ISO week written "2026-W49"; this week's (of `today`, by default
+    the tenant's) for anything else, a year outside PLAN_YEARS included."""
     try:
         year, week = (value or "").upper().split("-W")
-        return date.fromisocalendar(int(year), int(week), 1)
+        if int(year) in PLAN_YEARS:
+            return date.fromisocalendar(int(year), int(week), 1)
     except ValueError:
-        today = tenant_today()
-        return today - timedelta(days=today.weekday())
+        pass
+    today = today or tenant_today()
+    return today - timedelta(days=today.weekday())
 
 
 def week_label(monday: date) -> str:

@@ -343,6 +343,8 @@ def test_a_night_shift_is_added_ending_the_next_morning(admin_a, staff_a):
     ({"day": "来週"}, "日付で入力してください"),
     ({"starts": "夕方"}, "時刻で入力してください"),
     ({"user": ""}, "当番の人を選んでください"),
+    ({"day": "9999-12-31"}, "2000年から2100年までの日付を入力してください"),
+    ({"day": "0001-01-01", "starts": "x"}, "2000年から2100年までの日付を入力してください"),
 ])
 def test_bad_shift_input_is_refused_next_to_the_field_and_nothing_is_saved(admin_a, staff_a, body, message):
     with tenant_scope("tenant_a"):

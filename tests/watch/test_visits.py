@@ -567,3 +567,24 @@ def test_the_resident_page_links_a_planner_to_a_visit_plan_for_that_resident(cli
     assert f'href="/watch/visits/?resident={hanako.pk}"' in page
     plan_page = client_a.get(f"/watch/visits/?resident={hanako.pk}")
     assert plan_page.status_code == HTTPStatus.OK and hanako.name in plan_page.content.decode()
+
+
+@pytest.mark.parametrize("week", ["0001-W01", "9999-W52", "1999-W10", "2026-W99", "W49"])
+def test_a_week_out_of_range_or_unreadable_shows_this_week_instead_of_failing(client_a, staff_a, volunteer_a, week):
+    client_a.sign_in("staff-a")
+    for path in ("/watch/visits/", "/watch/visits/week/", "/watch/visits/sheet/", "/watch/visits/outcomes/",
+                 "/outreach/rota/"):
+        assert client_a.get(path, {"week": week}).status_code == HTTPStatus.OK, path
+    this_week = visits.week_label(visits.parse_week(None))
+    assert f"week={this_week}" in client_a.get("/watch/visits/week/", {"week": week}).content.decode()
+
+
+def test_a_visit_sent_twice_in_the_outcomes_form_is_logged_once(client_a, staff_a, volunteer_a, hanako, planned):
+    client_a.sign_in("staff-a")
+    at = timezone.localtime().strftime("%Y-%m-%dT%H:%M")
+    response = client_a.post("/watch/visits/outcomes/", {"visit": [planned.pk, planned.pk],
+                                                         f"outcome-{planned.pk}": "fine", f"at-{planned.pk}": at})
+    assert response.status_code == HTTPStatus.FOUND
+    with tenant_scope("tenant_a"):
+        assert ContactLog.objects.filter(resident=hanako).count() == 1
+        assert Visit.objects.get().state == "done"
