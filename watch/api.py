@@ -68,6 +68,8 @@ def filter_parameters() -> list[OpenApiParameter]:
         description = str(field.help_text or field.label)
         if integer:
             description += f" ({field.min_value}–{field.max_value})"
+        if name in ResidentFilter.SENSITIVE_FILTERS:
+            description += " (only for roles that see the sensitive parts of a record; ignored for others)"
         parameters.append(OpenApiParameter(name, OpenApiTypes.INT if integer else OpenApiTypes.STR, required=False,
                                            enum=choices, description=description))
     return parameters

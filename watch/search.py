@@ -26,7 +26,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from watch.access import areas_for_user, residents_for_user
+from watch.access import areas_for_user, can_see_sensitive, residents_for_user
 from watch.models import Device, Resident
 
 # The fields a search reads; saving any of them recomputes the search columns.
@@ -157,10 +157,17 @@ class ResidentFilter(forms.Form):
         label=_("No contact for (days)"), required=False, min_value=1, max_value=MAX_DAYS,
         help_text=_("No contact logged in this many days, or never."))
 
+    # Shown only with the sensitive parts of a record (the resident page shows devices and
+    # consent to those roles alone): for others these filters are not there, and ignored.
+    SENSITIVE_FILTERS = ("consent", "has_device")
+
     def __init__(self, data, *, user):
         super().__init__(data, label_suffix="")
         self.user = user
         self.area = None
+        if not can_see_sensitive(user):
+            for name in self.SENSITIVE_FILTERS:
+                del self.fields[name]
 
     @cached_property
     def areas(self) -> QuerySet:
