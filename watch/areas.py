@@ -236,11 +236,26 @@ def do_attach_to_area(*, actor: User | None, user: User, area: Area) -> AreaMemb
     return membership
 
 
-def do_detach_from_area(*, actor: User | None, user: User, area: Area) -> bool:
-    """Undo do_attach_to_area; False when `user` was not attached."""
+def widens_to_whole_tenant(user: User, area_ids: list[int]) -> bool:
+    """Whether detaching `user` from `area_ids`, all their areas, lets them see the whole
+    tenant (municipal staff attached to no area oversee it: watch.access.LENSES)."""
+    lens = LENSES.get(user.role)
+    return bool(lens and lens.whole_tenant_without_areas and area_ids)
+
+
+def do_detach_from_area(*, actor: User | None, user: User, area: Area, widening_confirmed: bool = False) -> bool:
+    """Undo do_attach_to_area; False when `user` was not attached. Detaching staff from
+    their last area widens what they see to the whole tenant, health notes included: only
+    once confirmed."""
     check_can_manage_areas(actor)
     with transaction.atomic():
-        detached = AreaMembership.objects.filter(user=user, area=area).delete()[0] > 0
+        memberships = AreaMembership.objects.select_for_update().filter(user=user)
+        area_ids = list(memberships.values_list("area_id", flat=True))
+        if area_ids == [area.pk] and widens_to_whole_tenant(user, area_ids) and not widening_confirmed:
+            raise ValidationError({"confirm": [_(
+                "Without an area, %(name)s will see every resident of the tenant, health and case notes "
+                "included. Tick the box to confirm.") % {"name": user}]})
+        detached = memberships.filter(area=area).delete()[0] > 0
         if detached:
             _access_changed(user.pk)
     return detached

@@ -137,6 +137,7 @@ def _person_page(request, person, *, role_form=None, membership_form=None, statu
         "reach": area_actions.describe_reach(person, request.tenant.name),
         "memberships": memberships,
         "sees_by_area": LENSES[person.role].areas,
+        "detach_widens": len(memberships) == 1 and area_actions.widens_to_whole_tenant(person, list(attached)),
         "manages": oversees_whole_tenant(request.user),
         "role_form": role_form or RoleForm(initial={"role": person.role}),
         "membership_form": membership_form,
@@ -194,11 +195,14 @@ def person_areas(request, user_id: int):
                 messages.success(request, _("%(name)s was attached to %(area)s.") % {
                     "name": person, "area": area.full_name})
             else:
-                area_actions.do_detach_from_area(actor=request.user, user=person, area=area)
+                area_actions.do_detach_from_area(actor=request.user, user=person, area=area,
+                                                 widening_confirmed=request.POST.get("confirm") == "yes")
                 messages.success(request, _("%(name)s was detached from %(area)s.") % {
                     "name": person, "area": area.full_name})
         except ValidationError as exc:
             _add_errors(form, exc)
+            for message in exc.message_dict.get("confirm", []):  # asked at the detach button
+                messages.error(request, message)
         else:
             return redirect("watch:person", user_id=person.pk)
     return _person_page(request, person, membership_form=form, status=400)

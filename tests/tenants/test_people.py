@@ -281,3 +281,22 @@ def test_deactivating_a_tenant_without_confirming_is_refused_in_japanese(public_
     assert not Tenant.objects.get(pk=tenant_a.pk).is_active
     japanese.post(f"/tenants/{tenant_a.pk}/reactivate/")
     assert Tenant.objects.get(pk=tenant_a.pk).is_active
+
+
+def test_detaching_staff_from_their_last_area_asks_first_because_they_then_see_the_whole_tenant(
+        admin_a, staff_a, areas_a, hanako):
+    attach(staff_a, areas_a["kodo"])  # 興戸: not where 山田 花子 lives
+    admin = signed_in("admin-a")
+    page = admin.get(f"/watch/people/{staff_a.pk}/").content.decode()
+    assert "will see every resident of the tenant, health and case notes included." in page
+    response = admin.post(f"/watch/people/{staff_a.pk}/areas/", {"action": "detach", "area": areas_a["kodo"].pk})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "Tick the box to confirm." in response.content.decode()
+    with tenant_scope("tenant_a"):
+        assert AreaMembership.objects.filter(user=staff_a).exists()
+        assert not residents_for_user(staff_a).filter(pk=hanako.pk).exists()
+    response = admin.post(f"/watch/people/{staff_a.pk}/areas/", {"action": "detach", "area": areas_a["kodo"].pk,
+                                                                   "confirm": "yes"})
+    assert response.status_code == HTTPStatus.FOUND
+    with tenant_scope("tenant_a"):
+        assert residents_for_user(staff_a).filter(pk=hanako.pk).exists()
