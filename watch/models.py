@@ -152,7 +152,8 @@ class Resident(models.Model):
         ordering = ["furigana", "name"]
         constraints = [
             models.UniqueConstraint(fields=["external_id"], condition=~Q(external_id=""),
-                                    name="resident_unique_external_id"),
+                                    name="resident_unique_external_id",
+                                    violation_error_message=_("Another resident already has this municipal number.")),
         ]
         indexes = [
             models.Index(fields=["area", "-is_overdue", "next_due_at"], name="resident_overview"),

@@ -427,3 +427,15 @@ def test_a_refused_contact_shows_its_message_next_to_the_field(staff_ja, hanako)
     assert response.status_code == HTTPStatus.BAD_REQUEST
     form = response.content.decode().split('class="contact-form')[1].split("</form>")[0]
     assert 'class="errorlist"' in form
+
+
+def test_a_municipal_number_already_used_is_refused_in_words_not_as_a_constraint_name(hanako):
+    from django.core.exceptions import ValidationError
+
+    with tenant_scope("tenant_a"):
+        Resident.objects.filter(pk=hanako.pk).update(external_id="1001")
+        with pytest.raises(ValidationError) as refused, translation.override("ja"):
+            actions.do_create_resident(area=hanako.area, name="別の人", external_id="1001")
+        assert Resident.objects.filter(external_id="1001").count() == 1
+    assert "この番号（住民番号）はすでに別の対象者に使われています。" in str(refused.value)
+    assert "resident_unique_external_id" not in str(refused.value)
