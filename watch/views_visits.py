@@ -97,15 +97,13 @@ def visits(request):
     found = residents_for_user(request.user).select_related("area")
     found = (search_residents(found, query) if query.strip() else found.order_by("area__full_name", "address"))
     monday = plans.parse_week(request.GET.get("week"))
-    response = render(request, "watch/visits.html", {
+    return render(request, "watch/visits.html", {
         "query": query, "found": list(found[:SEARCH_LIMIT]) if resident is None or query else [],
         "resident": resident, "candidates": plans.visitor_candidates(resident) if resident else [],
         "purposes": Visit.Purpose.choices, "errors": errors, "values": data,
         "today": plans.tenant_today().isoformat(),
         "planned": plans.visits_in_week(plans.visits_for_user(request.user), monday), **_week_nav(monday),
-    })
-    response.status_code = status
-    return response
+    }, status=status)
 
 
 @login_required
@@ -125,12 +123,10 @@ def visit_reassign(request, pk: int):
         else:
             messages.success(request, _("The visit is now %(name)s's.") % {"name": visit.visitor})
             return redirect(_week_url("watch:visits", visit))
-    response = render(request, "watch/visit_reassign.html", {
+    return render(request, "watch/visit_reassign.html", {
         "visit": visit, "candidates": [u for u in plans.visitor_candidates(visit.resident) if u.pk != visit.visitor_id],
         "errors": errors, "values": request.POST,
-    })
-    response.status_code = status
-    return response
+    }, status=status)
 
 
 @login_required
@@ -148,9 +144,7 @@ def visit_cancel(request, pk: int):
         else:
             messages.success(request, _("The visit is cancelled."))
             return redirect("watch:visits")
-    response = render(request, "watch/visit_cancel.html", {"visit": visit, "errors": errors})
-    response.status_code = status
-    return response
+    return render(request, "watch/visit_cancel.html", {"visit": visit, "errors": errors}, status=status)
 
 
 # Weekly plans.
@@ -327,12 +321,10 @@ def visit_outcomes(request):
     entries = [{"visit": v, "outcome": data.get(f"outcome-{v.pk}", ""), "at": data.get(f"at-{v.pk}", ""),
                 "note": data.get(f"note-{v.pk}", ""), "errors": list(errors.get(v.pk, {}).values())}
                for v in context["rows"]]
-    response = render(request, "watch/visit_outcomes.html", {
+    return render(request, "watch/visit_outcomes.html", {
         **context, "entries": entries, "errors": errors, "form_error": errors.get(0, {}).get(""),
         "outcomes": Outcome.choices,
-    })
-    response.status_code = status
-    return response
+    }, status=status)
 
 
 def _outcome_row(data, visit: Visit):
