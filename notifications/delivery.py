@@ -267,41 +267,12 @@ class LineProvider(Provider):
         return preference.line_user_id
 
     def send(self, notification, preference):
-        import urllib3
-        from linebot.v3.messaging import (
-            ApiClient,
-            ApiException,
-            MessagingApi,
-            PushMessageRequest,
-            TextMessage,
-        )
+        from linebot.v3.messaging import PushMessageRequest, TextMessage
 
-        retry_key = notification_key(notification)
         request = PushMessageRequest(to=preference.line_user_id, messages=[TextMessage(
             text=message_text(notification, 5000), quick_reply=self.answer_button(notification))])
-        try:
-            with ApiClient(self._configuration()) as client:
-                response = MessagingApi(client).push_message_with_http_info(
-                    request, x_line_retry_key=retry_key, _request_timeout=timeout_seconds(notification),
-                )
-        except ApiException as exc:
-            body = (exc.body or b"").decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
-            if exc.status == 409:
-                return ProviderResult(ok=True, status=409, answer=("already accepted: " + body)[:ANSWER_LIMIT])
-            return failure_for_status(exc.status, answer=body[:ANSWER_LIMIT], error=f"LINE {exc.status} {exc.reason}")
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            return failure_for_exception(exc)
-        raw = response.raw_data.decode("utf-8", "replace") if isinstance(response.raw_data, bytes) else ""
-        return ProviderResult(ok=True, status=response.status_code, answer=raw[:ANSWER_LIMIT])
-
-    @staticmethod
-    def _configuration():
-        from linebot.v3.messaging import Configuration
-
-        configuration = Configuration(access_token=credentials.current().line_channel_access_token,
-                                      host=settings.LINE_API_BASE)
-        configuration.retries = 0  # our own retries are counted and logged; urllib3's would not be
-        return configuration
+        return line_request(lambda api, **options: api.push_message_with_http_info(request, **options),
+                            retry_key=notification_key(notification), timeout=timeout_seconds(notification))
 
     @staticmethod
     def answer_button(notification: Notification):
@@ -324,7 +295,7 @@ class LineProvider(Provider):
 
         request = ReplyMessageRequest(reply_token=reply_token, messages=[TextMessage(text=text[:5000])])
         try:
-            with ApiClient(self._configuration()) as client:
+            with ApiClient(line_configuration()) as client:
                 MessagingApi(client).reply_message(request, _request_timeout=timeout_seconds())
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             logger.warning("LINE reply failed: %s", getattr(exc, "status", None) or type(exc).__name__)
@@ -361,35 +332,14 @@ class SmsProvider(Provider):
     def address(self, user, preference):
         return preference.phone
 
-    @staticmethod
-    def _client(notification: Notification):
-        from twilio.http.http_client import TwilioHttpClient
-        from twilio.rest import Client
-
-        creds = credentials.current()
-        client = Client(creds.twilio_account_sid, creds.twilio_auth_token,
-                        http_client=TwilioHttpClient(timeout=timeout_seconds(notification), pool_connections=False))
-        client.api.base_url = settings.TWILIO_API_BASE
-        return client, creds.twilio_from_number
-
     def send(self, notification, preference):
-        import requests
-        from twilio.base.exceptions import TwilioRestException
-
-        client, from_number = self._client(notification)
-        try:
-            message = client.messages.create(to=preference.phone, from_=from_number,
-                                             body=message_text(notification, 1500))
-        except TwilioRestException as exc:
-            return failure_for_status(exc.status, answer=f"{exc.code or ''} {exc.msg}".strip()[:ANSWER_LIMIT],
-                                      error=f"Twilio {exc.status}")
-        except (requests.RequestException, OSError) as exc:
-            return failure_for_exception(exc)
-        return ProviderResult(ok=True, status=201, answer=f"sid={message.sid} status={message.status}")
+        return twilio_request(lambda client, from_number: client.messages.create(
+            to=preference.phone, from_=from_number, body=message_text(notification, 1500)),
+            timeout=timeout_seconds(notification))
 
     def find_sent(self, notification, preference, since):
         try:
-            client, from_number = self._client(notification)
+            client, from_number = twilio_client(timeout_seconds(notification))
             text = message_text(notification, 1500)
             recent = client.messages.list(to=preference.phone, from_=from_number, limit=self.LOOKBACK)
             earliest = since - timedelta(minutes=1)  # the provider's clock against ours
@@ -402,6 +352,84 @@ class SmsProvider(Provider):
             # Unknown: sending again risks a second SMS, not sending risks none at all.
             logger.warning("notification %s: Twilio lookup failed (%s); sending again", notification.pk, exc)
         return None
+
+
+# Provider calls for residents (outreach asks them questions and sends them notices):
+# the same clients, timeouts and failure rules as the notifications above.
+
+def line_configuration():
+    from linebot.v3.messaging import Configuration
+
+    configuration = Configuration(access_token=credentials.current().line_channel_access_token,
+                                  host=settings.LINE_API_BASE)
+    configuration.retries = 0  # our own retries are counted and logged; urllib3's would not be
+    return configuration
+
+
+def line_request(call, *, retry_key: str, timeout: float) -> ProviderResult:
+    """`call(MessagingApi, x_line_retry_key=, _request_timeout=)` (a push or a multicast
+    `..._with_http_info`), as a ProviderResult. The retry key is the request's identity:
+    LINE answers 409 to a repeat it accepted before, which counts as sent."""
+    import urllib3
+    from linebot.v3.messaging import ApiClient, ApiException, MessagingApi
+
+    try:
+        with ApiClient(line_configuration()) as client:
+            response = call(MessagingApi(client), x_line_retry_key=retry_key, _request_timeout=timeout)
+    except ApiException as exc:
+        body = (exc.body or b"").decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+        if exc.status == 409:
+            return ProviderResult(ok=True, status=409, answer=("already accepted: " + body)[:ANSWER_LIMIT])
+        return failure_for_status(exc.status, answer=body[:ANSWER_LIMIT], error=f"LINE {exc.status} {exc.reason}")
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        return failure_for_exception(exc)
+    raw = response.raw_data.decode("utf-8", "replace") if isinstance(response.raw_data, bytes) else ""
+    return ProviderResult(ok=True, status=response.status_code, answer=raw[:ANSWER_LIMIT])
+
+
+def line_multicast(to: list[str], messages: list, *, retry_key: str, timeout: float | None = None) -> ProviderResult:
+    """The same messages to up to 500 LINE users in one request (LINE's multicast)."""
+    from linebot.v3.messaging import MulticastRequest
+
+    request = MulticastRequest(to=to, messages=messages)
+    return line_request(lambda api, **options: api.multicast_with_http_info(request, **options),
+                        retry_key=retry_key, timeout=timeout or timeout_seconds())
+
+
+def line_push(to: str, messages: list, *, retry_key: str, timeout: float | None = None) -> ProviderResult:
+    from linebot.v3.messaging import PushMessageRequest
+
+    request = PushMessageRequest(to=to, messages=messages)
+    return line_request(lambda api, **options: api.push_message_with_http_info(request, **options),
+                        retry_key=retry_key, timeout=timeout or timeout_seconds())
+
+
+def twilio_client(timeout: float | None = None):
+    """(Twilio client of this tenant's account, its number)."""
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
+    creds = credentials.current()
+    client = Client(creds.twilio_account_sid, creds.twilio_auth_token,
+                    http_client=TwilioHttpClient(timeout=timeout or timeout_seconds(), pool_connections=False))
+    client.api.base_url = settings.TWILIO_API_BASE
+    return client, creds.twilio_from_number
+
+
+def twilio_request(call, *, timeout: float | None = None) -> ProviderResult:
+    """`call(client, from_number)` (a message or a call create) as a ProviderResult."""
+    import requests
+    from twilio.base.exceptions import TwilioRestException
+
+    client, from_number = twilio_client(timeout)
+    try:
+        created = call(client, from_number)
+    except TwilioRestException as exc:
+        return failure_for_status(exc.status, answer=f"{exc.code or ''} {exc.msg}".strip()[:ANSWER_LIMIT],
+                                  error=f"Twilio {exc.status}")
+    except (requests.RequestException, OSError) as exc:
+        return failure_for_exception(exc)
+    return ProviderResult(ok=True, status=201, answer=f"sid={created.sid} status={created.status}")
 
 
 def webpush_endpoint_allowed(endpoint: str) -> bool:

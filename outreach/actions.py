@@ -54,6 +54,7 @@ URGENT_STEPS = [
 URGENT_REPEATS = 2
 SEVERITY_BY_CAUSE = {
     Concern.Cause.DEVICE_CALL_REQUEST: Severity.URGENT,
+    Concern.Cause.ASKED_FOR_HELP: Severity.URGENT,
     Concern.Cause.OVERDUE: Severity.HIGH,
     Concern.Cause.WORRIED_CONTACT: Severity.HIGH,
     Concern.Cause.DRILL_NO_RESPONSE: Severity.HIGH,

@@ -7,7 +7,7 @@ from django.dispatch import receiver
 from outreach import replies
 from outreach.actions import do_raise_concern, do_take_reply
 from outreach.models import Concern, Severity
-from watch.models import ContactLog, Outcome, Resident
+from watch.models import URGENT_OUTCOMES, ContactLog, Resident
 from watch.signals import attention_requested, resident_overdue, visit_missed
 
 logger = logging.getLogger(__name__)
@@ -23,8 +23,8 @@ def raise_for_attention(sender, resident_id, cause, contact_id, **kwargs):
         with transaction.atomic():
             resident = Resident.objects.select_related("area").get(pk=resident_id)
             contact = ContactLog.objects.filter(pk=contact_id).first()
-            # "Asked to be called" (needs help) is urgent, whoever logged it.
-            urgent = contact is not None and contact.outcome == Outcome.ASKED_FOR_CALL
+            # "Asked to be called" and "needs help" are urgent, whoever logged them.
+            urgent = contact is not None and contact.outcome in URGENT_OUTCOMES
             do_raise_concern(resident=resident, cause=cause, severity=Severity.URGENT if urgent else None,
                              note=contact.note if contact else "", actor=contact.logged_by if contact else None,
                              contact=contact_id)

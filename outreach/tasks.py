@@ -28,3 +28,15 @@ def sweep_escalations() -> int:
 def repair_overdue_concerns() -> int:
     """Periodic (beat, per tenant): raise the overdue concerns a failed hook left out."""
     return len(do_repair_overdue_concerns())
+
+
+@tenant_task
+def apply_answers() -> int:
+    """Log recorded answers as contacts (outreach.answers): enqueued when an answer is
+    recorded; the asking sweep runs it too, so an answer whose task was lost is applied."""
+    from outreach.answers import do_apply_answers
+
+    total = 0
+    while (applied := do_apply_answers()):
+        total += applied
+    return total

@@ -23,6 +23,7 @@ from watch.areas import (  # noqa: F401 - the tree and memberships live there; m
 )
 from watch.history import diff, record_change
 from watch.models import (
+    ATTENTION_OUTCOMES,
     SIGN_OF_LIFE,
     Area,
     Assignment,
@@ -343,8 +344,9 @@ def _apply_contact(resident: Resident, contact: ContactLog) -> None:
     from watch.visits import do_complete_visits
 
     do_complete_visits(contact)
-    if contact.outcome == Outcome.WORRIED or contact.outcome == Outcome.ASKED_FOR_CALL:
-        cause = "device_call_request" if contact.device_id else "worried_contact"
+    if contact.outcome in ATTENTION_OUTCOMES:
+        cause = ("asked_for_help" if contact.outcome == Outcome.NEEDS_HELP
+                 else "device_call_request" if contact.device_id else "worried_contact")
         attention_requested.send(sender=ContactLog, resident_id=resident.pk, cause=cause, contact_id=contact.pk)
     publish_resident_event_on_commit(resident, "contact.logged", contact=contact.pk, channel=contact.channel)
 

@@ -48,6 +48,7 @@ from tenants.models import Domain, Tenant, Wakeup
 from watch.access import ASSOCIATION, LENSES, VOLUNTEERS, audience_for, passes_filters
 from watch.actions import DEVICE_MIN_GAP, NOTE_MAX, OVERDUE, occurred_in_window, resident_event
 from watch.models import (
+    ATTENTION_OUTCOMES,
     SIGN_OF_LIFE,
     Area,
     Assignment,
@@ -75,7 +76,7 @@ CSRF_SENT = re.compile(rf"^([{CSRF_ALLOWED_CHARS}]{{{CSRF_SECRET_LENGTH}}}){{1,2
 EDGE_LENSES = [lens for lens in LENSES.values() if lens.assigned and not (lens.areas or lens.whole_tenant)]
 MAX_BODY = 8192
 # Outcomes that ask for attention (they raise concerns) go through Django's action.
-EDGE_OUTCOMES = {o.value for o in Outcome} - {Outcome.WORRIED, Outcome.ASKED_FOR_CALL}
+EDGE_OUTCOMES = {o.value for o in Outcome} - ATTENTION_OUTCOMES
 EDGE_SIGN_OF_LIFE = {o.value for o in SIGN_OF_LIFE}
 
 # Every rule value in these statements is a parameter or a fragment from the Python

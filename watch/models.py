@@ -141,6 +141,16 @@ class Resident(models.Model):
     next_due_at = models.DateTimeField(null=True, blank=True)
     is_overdue = models.BooleanField(default=False)
 
+    # Reaching the resident (watch.reach): a LINE account linked by the account-link flow,
+    # the channels to try in order (empty: LINE, SMS, voice, as far as the record has
+    # them), and the language of notices and questions.
+    line_user_id = models.CharField(_("LINE account"), max_length=64, blank=True, editable=False)
+    line_linked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    reach_channels = models.JSONField(_("channels, in order"), default=list, blank=True)
+    language = models.CharField(_("language"), max_length=10, default="ja")
+    # Residents at one address are one household (watch.reach.household_key; kept in step by save()).
+    household_key = models.CharField(max_length=300, editable=False, default="", db_index=True)
+
     # What a search box finds, normalised by watch.search (kept in step by save()).
     search_text = models.TextField(editable=False, default="")
     search_grams = ArrayField(models.CharField(max_length=3), editable=False, default=list)
@@ -151,6 +161,8 @@ class Resident(models.Model):
     class Meta:
         ordering = ["furigana", "name"]
         constraints = [
+            models.UniqueConstraint(fields=["line_user_id"], condition=~Q(line_user_id=""),
+                                    name="resident_unique_line_user"),
             models.UniqueConstraint(fields=["external_id"], condition=~Q(external_id=""),
                                     name="resident_unique_external_id",
                                     violation_error_message=_("Another resident already has this municipal number.")),
@@ -167,12 +179,17 @@ class Resident(models.Model):
         return self.name
 
     def save(self, *args, update_fields=None, **kwargs):
+        from watch.reach import HOUSEHOLD_FIELDS, household_key
         from watch.search import SOURCE_FIELDS, resident_search_fields
 
         if update_fields is None or set(update_fields) & set(SOURCE_FIELDS):
             self.search_text, self.search_grams = resident_search_fields(self)
             if update_fields is not None:
                 update_fields = {*update_fields, "search_text", "search_grams"}
+        if update_fields is None or set(update_fields) & set(HOUSEHOLD_FIELDS):
+            self.household_key = household_key(self)
+            if update_fields is not None:
+                update_fields = {*update_fields, "household_key"}
         super().save(*args, update_fields=update_fields, **kwargs)
 
     @property
@@ -252,6 +269,9 @@ class Channel(models.TextChoices):
     PHONE = "phone", _("Phone")
     LINE = "line", _("LINE")
     DEVICE = "device", _("Device")
+    SMS = "sms", _("SMS")
+    VOICE = "voice", _("Automated call")
+    LINK = "link", _("Answer link")
     NOTICE_READ = "notice_read", _("Notice read")
     EVENT = "event", _("Event attendance")
     OTHER = "other", _("Other")
@@ -264,11 +284,18 @@ class Outcome(models.TextChoices):
     NOT_HOME = "not_home", _("Not at home")
     IN_HOSPITAL = "in_hospital", _("In hospital")
     ASKED_FOR_CALL = "asked_for_call", _("Asked to be called")
+    # The resident's own answer to a safety check: they need help (安否確認「助けが必要」).
+    NEEDS_HELP = "needs_help", _("Needs help")
     OTHER = "other", _("Other")
 
 
 # Outcomes that show the person is alive and reachable: they reset the rhythm.
-SIGN_OF_LIFE = {Outcome.FINE, Outcome.WORRIED, Outcome.IN_HOSPITAL, Outcome.ASKED_FOR_CALL, Outcome.OTHER}
+SIGN_OF_LIFE = {Outcome.FINE, Outcome.WORRIED, Outcome.IN_HOSPITAL, Outcome.ASKED_FOR_CALL, Outcome.NEEDS_HELP,
+                Outcome.OTHER}
+# Outcomes that ask for attention now (they raise concerns), and of those the urgent ones:
+# the resident asked to be called, or said they need help, whoever logged it.
+ATTENTION_OUTCOMES = {Outcome.WORRIED, Outcome.ASKED_FOR_CALL, Outcome.NEEDS_HELP}
+URGENT_OUTCOMES = {Outcome.ASKED_FOR_CALL, Outcome.NEEDS_HELP}
 
 
 class Device(models.Model):
@@ -511,3 +538,37 @@ class Visit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resident_id} by {self.visitor_id} {self.starts_on}–{self.ends_on}"
+
+
+class LineLinkCode(models.Model):
+    """A one-time code printed for a resident (with the QR code of the tenant's LINE
+    official account) that a volunteer brings: typed on the account-link page, it ties
+    the LINE account that asked to this resident (watch.reach)."""
+
+    resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="line_link_codes")
+    code_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.resident_id} code until {self.expires_at:%Y-%m-%d}"
+
+
+class LineLinkNonce(models.Model):
+    """The nonce of one account-link attempt (LINE's link token, then our nonce): the
+    `accountLink` event that brings it back names the resident."""
+
+    nonce = models.CharField(max_length=64, unique=True)
+    resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="+")
+    code = models.ForeignKey(LineLinkCode, on_delete=models.CASCADE, related_name="nonces")
+    line_user_id = models.CharField(max_length=64)  # who asked for the link token
+    created_at = models.DateTimeField(auto_now_add=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"nonce for {self.resident_id}"

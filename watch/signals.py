@@ -7,7 +7,7 @@ from django.dispatch import Signal
 # A rhythm went overdue. kwargs: resident_id, rhythm_id.
 resident_overdue = Signal()
 # Someone needs attention now: a "worried" contact, a "please call me" press.
-# kwargs: resident_id, cause ("worried_contact" | "device_call_request"), contact_id.
+# kwargs: resident_id, cause ("worried_contact" | "device_call_request" | "asked_for_help"), contact_id.
 attention_requested = Signal()
 # A planned visit was not done by the end of its window: a missed sign of life.
 # kwargs: resident_id, visit_id.
