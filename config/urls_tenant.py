@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/", include((tenant_patterns, "accounts"))),
     path("watch/", include("watch.urls")),
     path("outreach/", include("outreach.urls")),
+    path("r/", include("outreach.urls_residents")),
     path("notifications/", include("notifications.urls")),
     path("api/v1/", include((api_urlpatterns, "api"))),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api_schema"),

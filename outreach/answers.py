@@ -9,15 +9,18 @@ it moves the rhythm, completes a visit and, for "needs help" or "please call", r
 urgent concern through watch's one rule (watch.actions._apply_contact).
 """
 import logging
+import re
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.core import signing
+from django.db import connection, transaction
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from outreach.models import Answer, Ask, SafetyCheck
+from tenants.context import absolute_url
 from tenants.tasks import enqueue_on_commit
 from watch.actions import do_log_contact
 from watch.models import Channel, ContactLog, Outcome
@@ -32,6 +35,49 @@ OUTCOMES = {
 }
 STAFF = "staff"  # answered_via of an answer recorded by a volunteer, officer or staff member
 APPLY_BATCH = 200
+
+
+# What a tap on an answer button under a question on LINE sends (a postback): the kind of
+# question and the answer; the LINE account says who (Resident.line_user_id). The same
+# data for every resident, so one multicast carries the question to 500 of them.
+POSTBACK = "answer:{kind}:{answer}"
+POSTBACK_PATTERN = re.compile(r"^answer:(?P<kind>checkin|safety):(?P<answer>fine|unwell|need_help)$")
+
+
+def postback_data(kind: str, answer: str) -> str:
+    return POSTBACK.format(kind=kind, answer=answer)
+
+
+def parse_postback(data: str) -> tuple[str, str] | None:
+    """(kind, answer) of an answer button's postback, or None if it is not one."""
+    match = POSTBACK_PATTERN.match(data or "")
+    return (match["kind"], match["answer"]) if match else None
+
+
+def _signer() -> signing.Signer:
+    # Per tenant: a token of one tenant's ask means nothing on another's host.
+    return signing.Signer(salt=f"mimamori.answer.{connection.schema_name}", sep=".")
+
+
+def answer_token(ask: Ask) -> str:
+    """The token of the ask's answer link (SMS, voice call): signed, so nothing is stored."""
+    return _signer().sign(str(ask.pk))
+
+
+def ask_for_token(token: str) -> Ask | None:
+    """The ask an answer link names, or None for a token that is not one of this tenant's."""
+    try:
+        ask_id = int(_signer().unsign(token or ""))
+    except (signing.BadSignature, ValueError):
+        return None
+    return Ask.objects.select_related("safety_check", "resident").filter(pk=ask_id).first()
+
+
+def answer_url(ask: Ask) -> str:
+    """The answer link as an address outside the app (the tenant's host)."""
+    from django.urls import reverse
+
+    return absolute_url(connection.schema_name, reverse("residents:answer", args=[answer_token(ask)]))
 
 
 def answers_for(ask: Ask) -> list[str]:

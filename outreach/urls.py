@@ -1,6 +1,6 @@
 from django.urls import path
 
-from outreach import views, views_policies
+from outreach import views, views_answers, views_board, views_policies, views_reach, views_safety, views_voice
 
 app_name = "outreach"
 
@@ -13,4 +13,9 @@ urlpatterns = [
     path("residents/<int:resident_id>/raise/", views.raise_concern, name="raise"),
     path("ack/<str:token>/", views.ack_link, name="ack_link"),
     *views_policies.urlpatterns,
+    *views_safety.urlpatterns,
+    *views_answers.urlpatterns,
+    *views_voice.urlpatterns,
+    *views_reach.urlpatterns,
+    *views_board.urlpatterns,
 ]
