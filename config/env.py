@@ -51,3 +51,16 @@ def database_from_url(url: str, **default_options) -> dict:
         "PORT": str(parsed.port or ""),
         "OPTIONS": {**default_options, **query},
     }
+
+
+def redis_url_with_db(url: str, offset: int) -> str:
+    """The same Redis server, `offset` databases further (of its 16): redis://host:port/N
+    or the embedded server's unix:///path/redis.sock?db=N."""
+    parsed = urlparse(url)
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    if parsed.scheme == "unix":
+        db = (int(query.get("db", 0)) + offset) % 16
+        query["db"] = str(db)
+        return f"unix://{parsed.path}?" + "&".join(f"{k}={v}" for k, v in query.items())
+    db = (int(parsed.path.lstrip("/") or 0) + offset) % 16
+    return parsed._replace(path=f"/{db}").geturl()

@@ -2,6 +2,7 @@
 
 See README.md ("Configuration") for every variable.
 """
+import os
 from pathlib import Path
 
 from django.utils.translation import gettext_lazy as _
@@ -121,6 +122,13 @@ OUTAGE_RETRY_AFTER_SECONDS = env.get_int("OUTAGE_RETRY_AFTER_SECONDS", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+if env.get("PYTEST_XDIST_WORKER") and not env.get("MIMAMORI_TEST_WORKER_REDIS"):
+    # The test command runs the suite in several processes (pytest-xdist), each with a test
+    # database of its own; this gives each a Redis database of its own too (channel groups,
+    # the broker's queues and cache keys carry no worker id). Processes a test starts are
+    # given this URL and keep it.
+    REDIS_URL = env.redis_url_with_db(REDIS_URL, 1 + int(env.get("PYTEST_XDIST_WORKER").removeprefix("gw")))
+    os.environ["MIMAMORI_TEST_WORKER_REDIS"] = REDIS_URL
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -321,6 +329,10 @@ LOGGING = {
 LINE_CHANNEL_ACCESS_TOKEN = env.get("LINE_CHANNEL_ACCESS_TOKEN", "")
 LINE_CHANNEL_SECRET = env.get("LINE_CHANNEL_SECRET", "")
 LINE_API_BASE = env.get("LINE_API_BASE", "https://api.line.me")
+# LINE's account-link dialog (access.line.me); tests and the demo point it at the fake server.
+LINE_ACCESS_BASE = env.get("LINE_ACCESS_BASE", "https://access.line.me")
+# The official account's add-friend address, printed as a QR code on residents' link sheets.
+LINE_ADD_FRIEND_URL = env.get("LINE_ADD_FRIEND_URL", "")
 TWILIO_ACCOUNT_SID = env.get("TWILIO_ACCOUNT_SID", "")
 TWILIO_AUTH_TOKEN = env.get("TWILIO_AUTH_TOKEN", "")
 TWILIO_FROM_NUMBER = env.get("TWILIO_FROM_NUMBER", "")

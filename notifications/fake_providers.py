@@ -94,6 +94,7 @@ class FakeProviders:
     link_tokens: dict[str, str] = field(default_factory=dict)  # link token → LINE user id
     # Where the account-link dialog sends the accountLink event (the tenant's LINE webhook).
     line_webhook_url: str = ""
+    line_webhook_host: str = ""  # its Host header (a tenant's host name served on 127.0.0.1)
     record_bodies: bool = True  # off in benchmarks: counts only
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rate_limited: int = 0
@@ -123,6 +124,17 @@ class FakeProviders:
         """The messages LINE showed this user (push and multicast, never twice for a retry)."""
         with self.lock:
             return [message for user, message in self.line_delivered if user == line_user_id]
+
+    def summary(self, last: int = 50) -> dict:
+        """What the fake received, for a person trying the demo: counts, the latest SMS and
+        calls, and the latest LINE messages per user."""
+        with self.lock:
+            line = [{"to": user, "text": message.get("text", message.get("altText", ""))}
+                    for user, message in self.line_delivered[-last:]]
+            return {"requests": dict(self.counts), "rate_limited": self.rate_limited,
+                    "sms": [{k: m[k] for k in ("to", "body", "date_created")} for m in self.sms_messages[-last:]],
+                    "calls": [{k: c[k] for k in ("to", "url", "date_created")} for c in self.calls[-last:]],
+                    "line": line}
 
     def _rule_for(self, path: str) -> Rule | None:
         with self.lock:
@@ -186,6 +198,8 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/dialog/bot/accountLink":
             return self._account_link_dialog()
+        if path == "/_fake/":
+            return self._answer(200, self.fake.summary())
         account = self._twilio_account()
         if account is None:
             return self._answer(404, {"message": "not found"})
@@ -216,7 +230,7 @@ class Handler(BaseHTTPRequestHandler):
                 "source": {"type": "user", "userId": user or LINE_USER},
                 "webhookEventId": uuid.uuid4().hex.upper()[:26], "deliveryContext": {"isRedelivery": False},
                 "replyToken": uuid.uuid4().hex, "link": {"result": result, "nonce": query.get("nonce", "")},
-            }], secret=self.fake.line_secret)
+            }], secret=self.fake.line_secret, host=self.fake.line_webhook_host or None)
         return self._answer(200 if result == "ok" else 400, f"account link: {result}".encode(), "text/plain")
 
     def do_POST(self):

@@ -104,6 +104,24 @@ def kill_group(proc) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+FAKE_PROVIDERS_PORT = 8025
+
+
+def fake_provider_settings(host: str, port: int) -> dict[str, str]:
+    """In development with no LINE or Twilio account configured: the environment that points
+    every process at the local fake provider server (notifications.fake_providers), so LINE
+    and SMS can be tried without accounts. Empty otherwise."""
+    from notifications import fake_providers as fake
+
+    if not settings.DEBUG or settings.LINE_CHANNEL_ACCESS_TOKEN or settings.TWILIO_ACCOUNT_SID:
+        return {}
+    base = f"http://{host}:{FAKE_PROVIDERS_PORT}"
+    return {"MIMAMORI_FAKE_PROVIDERS_PORT": str(FAKE_PROVIDERS_PORT),
+            "LINE_API_BASE": base, "LINE_ACCESS_BASE": base, "LINE_CHANNEL_ACCESS_TOKEN": fake.LINE_TOKEN,
+            "LINE_CHANNEL_SECRET": fake.LINE_SECRET, "TWILIO_API_BASE": base, "TWILIO_ACCOUNT_SID": fake.TWILIO_SID,
+            "TWILIO_AUTH_TOKEN": fake.TWILIO_TOKEN, "TWILIO_FROM_NUMBER": fake.TWILIO_FROM}
+
+
 class Command(BaseCommand):
     help = "Migrate, load the demo, then run web, worker, beat (and the MQTT listener if MQTT_URL is set)."
 
@@ -140,6 +158,12 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stopping.append(True))
         if settings.MQTT_URL:
             commands["mqtt"] = [python, "manage.py", "mqtt_listener"]
+        if fake := fake_provider_settings(host, port):
+            env.update(fake)
+            commands["providers"] = [python, "manage.py", "fake_providers", "--host", host,
+                                     "--port", fake["MIMAMORI_FAKE_PROVIDERS_PORT"],
+                                     "--line-webhook", f"http://{host}:{port}/notifications/line/webhook/",
+                                     "--line-webhook-host", f"kyotanabe.{settings.TENANT_BASE_DOMAIN}"]
         lock = threading.Lock()
 
         def say(line):
@@ -184,6 +208,9 @@ class Command(BaseCommand):
             LoadDemo(stdout=out).print_credentials(json.loads(path.read_text()) if path.exists() else {})
         if settings.EMAIL_BACKEND == "notifications.mail.DevelopmentFileBackend":
             out.write(f"Emails are not sent: each one is kept as a text file in {settings.EMAIL_FILE_PATH}/\n")
+        if fake := fake_provider_settings(host, port):
+            out.write(f"LINE and SMS go to the local fake provider server; what it received: "
+                      f"{fake['LINE_API_BASE']}/_fake/\n")
         say(out.getvalue().rstrip("\n"))
 
     @staticmethod

@@ -26,11 +26,23 @@ class Command(BaseCommand):
         # Pass everything after "test" to pytest untouched (e.g. -k, -x, -q).
         compile_messages()
         ensure_test_tools()
-        code = subprocess.call([sys.executable, "-m", "pytest", *argv[2:]], cwd=settings.BASE_DIR)
+        args = argv[2:]
+        code = subprocess.call([sys.executable, "-m", "pytest", *parallel(args), *args], cwd=settings.BASE_DIR)
         raise SystemExit(code)
 
     def handle(self, *args, **opts):  # pragma: no cover - run_from_argv does the work
         raise SystemExit(1)
+
+
+def parallel(args: list[str]) -> list[str]:
+    """pytest-xdist options: a process per core (at most 4), a file's tests together in one
+    process (they share module fixtures: live servers, a browser). Each process has its own
+    test database (pytest-django) and Redis database (config.settings). MIMAMORI_TEST_PROCESSES
+    sets the number; 1, or -n/-p given by the caller, runs in one process."""
+    count = int(os.environ.get("MIMAMORI_TEST_PROCESSES") or 1)  # FLIP: min(4, max(2, os.cpu_count() or 1))
+    if count <= 1 or any(a == "-n" or a.startswith(("-n", "--numprocesses", "--dist")) for a in args):
+        return []
+    return ["-n", str(count), "--dist", "loadfile"]
 
 
 TEST_TOOLS = {"/usr/bin/chromium": "chromium", "/usr/share/fonts/opentype/noto": "fonts-noto-cjk",
