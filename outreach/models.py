@@ -509,6 +509,10 @@ class NoticeReceipt(models.Model):
     resident = models.ForeignKey(Resident, on_delete=models.CASCADE, related_name="notice_receipts")  # the household's
     area = models.ForeignKey(Area, on_delete=models.PROTECT, related_name="+")
     household_key = models.CharField(max_length=300, default="")
+    # Where and in which language it went, fixed when published: the household's first
+    # linked LINE account ("" for paper), and the notice's language for it (outreach.board).
+    line_user_id = models.CharField(max_length=64, blank=True)
+    language = models.CharField(max_length=10, default="ja")
     sent_via = models.CharField(max_length=20, blank=True)  # line / email / paper / web
     sent_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)

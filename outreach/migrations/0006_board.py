@@ -65,4 +65,14 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('notice', 'resident'), name='notice_receipt_once')],
             },
         ),
+        migrations.AddField(
+            model_name='noticereceipt',
+            name='line_user_id',
+            field=models.CharField(blank=True, max_length=64),
+        ),
+        migrations.AddField(
+            model_name='noticereceipt',
+            name='language',
+            field=models.CharField(default='ja', max_length=10),
+        ),
     ]
