@@ -40,3 +40,46 @@ def apply_answers() -> int:
     while (applied := do_apply_answers()):
         total += applied
     return total
+
+
+# Asking residents (outreach.asking): the dispatcher, its wakeup sweep and its rebuild.
+
+@tenant_task(acks_late=True)
+def dispatch_asks() -> int:
+    """Send this tenant's due asks (several runs share them: SKIP LOCKED); enqueued when
+    asks are made, by the sweep when the asking wakeup comes, and by a run out of time."""
+    from outreach.asking import do_run_asking
+
+    return do_run_asking()
+
+
+@shared_task(name="outreach.sweep_asking", acks_late=False)
+def sweep_asking() -> int:
+    """Every few seconds: a dispatcher run for each tenant whose asking wakeup has come
+    (asks due, silences over, held checks due). The run sets the next wakeup; until then
+    the wakeup is pushed a minute on, so a long run is not joined by a new one every pass."""
+    from datetime import timedelta
+
+    from outreach.asking import ASKING
+    from tenants.tasks import enqueue
+    from tenants.wakeups import do_set_wakeup
+
+    def run(schema_name: str) -> None:
+        do_set_wakeup(schema_name, ASKING, timezone.now() + timedelta(minutes=1))
+        enqueue(dispatch_asks, schema_name)
+
+    return run_each_tenant(due_schema_names(ASKING, timezone.now()), ASKING, run)
+
+
+@tenant_task
+def rebuild_asking_wakeup() -> None:
+    """Periodic (beat, per tenant): the asking wakeup rebuilt from the asks and held
+    checks, so a lost wakeup or a dead run loses nothing."""
+    from outreach.asking import ASKING, next_due
+    from tenants.wakeups import do_lower_wakeup
+
+    due = next_due()
+    if due is not None:
+        from django.db import connection
+
+        do_lower_wakeup(connection.schema_name, ASKING, due)
