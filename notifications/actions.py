@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from notifications.events import send_event_on_commit, to_user
-from notifications.hooks import reply_received
+from notifications.hooks import reply_received, resident_message_received
 from notifications.models import (
     EXTERNAL_CHANNELS,
     Channel,
@@ -294,6 +294,28 @@ def do_receive_reply(*, user, channel: str, event_id: str, text: str = "",
         answers = reply_received.send(sender=do_receive_reply, user=user, channel=channel, text=text,
                                       event_id=event_id, notification=notification)
     return next((answer for _receiver, answer in answers if answer), None)
+
+
+def do_receive_resident_message(*, channel: str, address: str, event_id: str, text: str) -> str | None:
+    """A message on an external channel from an address that is no user's (a resident's
+    phone or LINE account): passed to whoever listens (outreach) in the transaction that
+    records the provider's `event_id`, so an event delivered again changes nothing.
+    Returns what to answer with, or None (also for a redelivered event); a receiver that
+    acts on the message answers something, and when none does nothing is kept."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                ReceivedWebhookEvent.objects.create(provider=channel, event_id=event_id)
+        except IntegrityError:
+            logger.info("%s event %s received again: ignored", channel, event_id)
+            return None
+        answers = resident_message_received.send(sender=do_receive_resident_message, channel=channel,
+                                                 address=address, text=text, event_id=event_id)
+        answer = next((answer for _receiver, answer in answers if answer), None)
+        if answer is None:
+            # Nobody was waiting for it (an unknown number): no trace is kept.
+            transaction.set_rollback(True)
+    return answer
 
 
 

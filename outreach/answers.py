@@ -10,6 +10,9 @@ urgent concern through watch's one rule (watch.actions._apply_contact).
 """
 import logging
 import re
+import threading
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
@@ -18,12 +21,14 @@ from django.db import connection, transaction
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from notifications.events import publish
 from outreach.models import Answer, Ask, SafetyCheck
 from tenants.context import absolute_url
 from tenants.tasks import enqueue_on_commit
-from watch.actions import do_log_contact
-from watch.models import Channel, ContactLog, Outcome
+from watch.actions import NOTE_MAX, do_log_contact
+from watch.models import Channel, ContactLog, Outcome, Resident
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +114,8 @@ def do_record_answer(ask: Ask, answer: str, via: str, *, actor=None, at: datetim
         from outreach.tasks import apply_answers
 
         enqueue_on_commit(apply_answers)
+        if ask.safety_check_id:
+            progress_changed_on_commit(ask.safety_check_id)
     return True
 
 
@@ -164,3 +171,221 @@ def open_asks_of(resident_id: int) -> list[Ask]:
                 .filter(Q(kind=Ask.Kind.CHECKIN, state__in=Ask.OPEN_STATES)
                         | Q(kind=Ask.Kind.SAFETY, safety_check__state=SafetyCheck.State.OPEN))
                 .select_related("safety_check").order_by("-created_at"))
+
+
+# The question as a resident reads it -------------------------------------------------
+
+CHECKIN_QUESTION = gettext_lazy("Good morning. How are you?")  # おはようございます。お元気ですか？
+
+
+def question_text(ask: Ask) -> str:
+    """The question `ask` puts to the resident, in the active language (a safety check's
+    own question is shown as staff wrote it)."""
+    if ask.safety_check_id:
+        return ask.safety_check.question
+    return str(CHECKIN_QUESTION)
+
+
+def resident_language(resident: Resident) -> str:
+    """The language a resident is asked in: English if their record says so, else Japanese."""
+    return "en" if (resident.language or "").lower().startswith("en") else settings.LANGUAGE_CODE
+
+
+def answer_label(kind: str, answer: str) -> str:
+    """An answer as the resident's buttons and replies name it, in the active language."""
+    if kind == Ask.Kind.CHECKIN:
+        labels = {Answer.FINE: _("I'm fine"), Answer.UNWELL: _("A little unwell"),
+                  Answer.NEED_HELP: _("Please call me")}
+    else:
+        labels = {Answer.FINE: _("I'm safe"), Answer.NEED_HELP: _("I need help")}
+    return labels[answer]
+
+
+# Answers written in a message (an SMS reply) ------------------------------------------
+
+# The whole replies that are answers, as outreach.replies.normalise leaves them (full-width
+# digits become ASCII, trailing 。！ go). Parse meaning, never substrings: 「元気じゃない」
+# is no answer. The digits are those an SMS question offers (sms_choices).
+TEXT_ANSWERS = {
+    Answer.FINE: ("1", "元気", "元気です", "げんき", "げんきです", "無事", "無事です", "ぶじ", "ぶじです",
+                  "fine", "safe"),
+    Answer.NEED_HELP: ("2", "助けて", "助けてください", "たすけて", "たすけてください", "電話してほしい",
+                       "電話して", "電話してください", "help", "call me"),
+    Answer.UNWELL: ("3", "少し具合が悪い", "具合が悪い", "すこし具合が悪い", "unwell"),
+}
+_TEXT_ANSWER = {text: answer for answer, texts in TEXT_ANSWERS.items() for text in texts}
+DIGITS = {Answer.FINE: "1", Answer.NEED_HELP: "2", Answer.UNWELL: "3"}
+
+
+def parse_text_answer(text: str) -> str | None:
+    """The Answer a whole message means, or None."""
+    from outreach.replies import normalise
+
+    return _TEXT_ANSWER.get(normalise(text))
+
+
+def sms_choices(kind: str) -> str:
+    """How to answer by replying, for the text of an SMS question: 「1：元気 2：電話してほしい …」."""
+    return " ".join(f"{DIGITS[a]}: {answer_label(kind, a)}" for a in sorted(OUTCOMES[kind], key=DIGITS.get))
+
+
+@dataclass
+class MessageResult:
+    recorded: list[str] = field(default_factory=list)  # the answers recorded (one per ask answered)
+    already: list[Ask] = field(default_factory=list)  # asks answered before
+    understood: bool = True
+    waiting: bool = True  # any question was waiting for this resident
+
+
+def do_answer_by_message(resident: Resident, text: str, via: str, *, contact: ContactLog | None = None,
+                         answer: str | None = None) -> MessageResult:
+    """A resident's message (`text`, or an `answer` already known) answers each of their
+    open questions that offers that answer. Nothing is recorded for a message that is not
+    one of TEXT_ANSWERS."""
+    result = MessageResult()
+    answer = answer or parse_text_answer(text)
+    asks = open_asks_of(resident.pk)
+    result.waiting = bool(asks)
+    if answer is None:
+        result.understood = False
+        if not asks:
+            result.already = _answered_recently(resident)
+        return result
+    for ask in asks:
+        if answer in OUTCOMES[ask.kind] and do_record_answer(ask, answer, via, contact=contact):
+            result.recorded.append(answer)
+    if not asks:
+        result.already = _answered_recently(resident)
+    elif not result.recorded and answer not in {a for ask in asks for a in OUTCOMES[ask.kind]}:
+        result.understood = False
+    return result
+
+
+def _answered_recently(resident: Resident) -> list[Ask]:
+    since = timezone.now() - timezone.timedelta(days=1)
+    return list(Ask.objects.filter(resident=resident, answered_at__gte=since).order_by("-answered_at")[:1])
+
+
+def message_reply(resident: Resident, result: MessageResult) -> str:
+    """What the resident is told back, in their language."""
+    with translation.override(resident_language(resident)):
+        if result.recorded:
+            kind = Ask.Kind.SAFETY if Answer.NEED_HELP in result.recorded else None
+            label = answer_label(kind or Ask.Kind.CHECKIN, result.recorded[0])
+            text = _("Thank you. Your answer “%(answer)s” was received.") % {"answer": label}
+            if Answer.NEED_HELP in result.recorded:
+                text += " " + _("Someone will contact you soon.")
+            return text
+        if result.already:
+            ask = result.already[0]
+            return _("Thank you. Your answer “%(answer)s” was already received.") % {
+                "answer": answer_label(ask.kind, ask.answer)}
+        if not result.waiting:
+            return _("Thank you for your message. No question is waiting for your answer now.")
+        return _("Sorry, this answer was not understood. Please reply with the number only: %(choices)s") % {
+            "choices": sms_choices(_waiting_kind(resident))}
+
+
+def _waiting_kind(resident: Resident) -> str:
+    asks = open_asks_of(resident.pk)
+    return Ask.Kind.CHECKIN if any(a.kind == Ask.Kind.CHECKIN for a in asks) else Ask.Kind.SAFETY
+
+
+def residents_at_address(channel: str, address: str) -> list[Resident]:
+    """The residents (not ended) whose record reaches them at `address` on `channel`
+    (watch.reach.address_of: an SMS number in E.164, a LINE account)."""
+    from watch.reach import address_of
+
+    residents = Resident.objects.exclude(status=Resident.Status.ENDED)
+    if channel == Channel.LINE:
+        return list(residents.filter(line_user_id=address)) if address else []
+    if channel != Channel.SMS or not address:
+        return []
+    digits = re.sub(r"\D", "", address)
+    if len(digits) < 8:
+        return []
+    # The record keeps the number as written (090-1234-5678): match its last 8 digits, then
+    # compare the whole number as address_of reads it.
+    from django.db.models import F, Func
+    from django.db.models import Value as V
+
+    stripped = Func(F("mobile_phone"), V(r"\D"), V(""), V("g"), function="regexp_replace")
+    candidates = residents.annotate(mobile_digits=stripped).filter(mobile_digits__endswith=digits[-8:])
+    return [r for r in candidates if address_of(r, Channel.SMS) == address]
+
+
+# Answers recorded by a person after a visit or a call ---------------------------------
+
+STAFF_CHANNELS = (Channel.VISIT, Channel.PHONE)
+
+
+class AnswerRefused(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def check_answer(ask: Ask, answer: str) -> None:
+    """Raises AnswerRefused (with a message) for an answer the question does not offer."""
+    if answer not in OUTCOMES[ask.kind]:
+        raise AnswerRefused(_("Choose one of the answers offered."))
+
+
+def do_record_answer_for_resident(*, actor, ask: Ask, answer: str, channel: str, note: str = "") -> bool:
+    """A volunteer, officer or staff member records the resident's answer after a visit
+    or a call: the answer (via STAFF, by `actor`) and one contact on that channel, in one
+    transaction. Returns False, changing nothing, if the question was answered already.
+    The caller has checked that `actor` may see the resident."""
+    check_answer(ask, answer)
+    if channel not in STAFF_CHANNELS:
+        raise AnswerRefused(_("Say whether you visited or phoned."))
+    from watch.notes import note_problems
+
+    if problems := note_problems(note, NOTE_MAX):
+        raise AnswerRefused(" ".join(str(p) for p in problems))
+    with transaction.atomic():
+        if not do_record_answer(ask, answer, STAFF, actor=actor):
+            return False
+        ask.refresh_from_db()
+        text = _note(ask) + (f"\n{note.strip()}" if note.strip() else "")
+        contact, _created = do_log_contact(actor=actor, resident=ask.resident, occurred_at=ask.answered_at,
+                                           channel=channel, outcome=OUTCOMES[ask.kind][answer], note=text)
+        Ask.objects.filter(pk=ask.pk).update(contact=contact)
+    return True
+
+
+# Live progress: a cheap "changed" per check, coalesced at the source --------------------
+
+PROGRESS_EVENT = "safety.changed"
+# At most one "changed" per check and process in this time. An answer whose event is
+# coalesced away is within this time after one that went out; the viewer's next but one
+# snapshot (a second after the first) includes it (outreach.consumers).
+PUBLISH_GAP_S = 0.25
+_last_published: dict[tuple[str, int], float] = {}
+_publish_lock = threading.Lock()
+
+
+def progress_audience(check_id: int) -> str:
+    """The live-event audience of a check's progress (notifications.events.group_name adds the schema)."""
+    return f"safety.{int(check_id)}"
+
+
+def progress_changed_on_commit(check_id: int) -> None:
+    """Tell the check's live viewers, once the transaction commits, that its figures
+    changed (they fetch the figures themselves, each as far as they may see)."""
+    schema = connection.schema_name
+    transaction.on_commit(lambda: publish_progress_changed(schema, check_id))
+
+
+def publish_progress_changed(schema_name: str, check_id: int, *, force: bool = False) -> bool:
+    """Publish "changed" now unless one went out for this check less than PUBLISH_GAP_S ago."""
+    key = (schema_name, int(check_id))
+    now = time.monotonic()
+    with _publish_lock:
+        if not force and now - _last_published.get(key, -1e9) < PUBLISH_GAP_S:
+            return False
+        _last_published[key] = now
+        if len(_last_published) > 10_000:
+            _last_published.clear()
+    publish(schema_name, [progress_audience(check_id)], {"type": PROGRESS_EVENT, "check": int(check_id)})
+    return True

@@ -40,7 +40,7 @@ from watch.models import (
     Visit,
 )
 from watch.notes import note_problems
-from watch.signals import attention_requested, resident_overdue
+from watch.signals import attention_requested, device_pressed, resident_overdue
 
 logger = logging.getLogger(__name__)
 
@@ -500,6 +500,7 @@ def _record_device_signal(device, resident, signal, at, outcome, contact_key) ->
                                                 channel=Channel.DEVICE, outcome=outcome,
                                                 idempotency_key=contact_key)
             _apply_contact(resident, contact)
+            device_pressed.send(sender=Device, resident_id=resident.pk, press=signal, contact_id=contact.pk)
             return contact
         if signal == DeviceSignal.HEARTBEAT and device.kind == Device.Kind.MOTION:
             _reset_rhythms(resident, at, channel=Channel.DEVICE)

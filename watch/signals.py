@@ -12,3 +12,6 @@ attention_requested = Signal()
 # A planned visit was not done by the end of its window: a missed sign of life.
 # kwargs: resident_id, visit_id.
 visit_missed = Signal()
+# A resident pressed a button of their device ("ok" or "call"), logged as `contact_id`:
+# it answers their open questions (outreach). kwargs: resident_id, press, contact_id.
+device_pressed = Signal()
