@@ -8,10 +8,18 @@ tenant's schema and inside the transaction that records the provider's `event_id
 a redelivered event never reaches them twice. A receiver returns the text to answer the
 person with, or None.
 
+`resident_message_received(sender, channel, address, text, event_id)`: someone who is not
+a user wrote on an external channel from `address` (an SMS from a number in E.164, a
+LINE user id): a watched resident answering a question, most likely. Same guarantees as
+`reply_received` (the tenant's schema, the transaction that records `event_id`). A
+receiver returns the text to answer with, or None; no receiver answering means nobody
+was waiting for that message.
+
 `answerable_kinds`: the notification kinds whose LINE message carries the answer button
 (the app that receives the answers adds its kinds at start-up).
 """
 from django.dispatch import Signal
 
 reply_received = Signal()
+resident_message_received = Signal()
 answerable_kinds: set[str] = set()
