@@ -3,12 +3,15 @@ import logging
 
 from django.db import transaction
 from django.dispatch import receiver
+from django.utils import translation
+from django.utils.translation import gettext as _
 
+from notifications.hooks import resident_message_received
 from outreach import replies
 from outreach.actions import do_raise_concern, do_take_reply
 from outreach.models import Concern, Severity
-from watch.models import URGENT_OUTCOMES, ContactLog, Resident
-from watch.signals import attention_requested, resident_overdue, visit_missed
+from watch.models import URGENT_OUTCOMES, Channel, ContactLog, Resident
+from watch.signals import attention_requested, device_pressed, resident_overdue, visit_missed
 
 logger = logging.getLogger(__name__)
 
@@ -65,3 +68,43 @@ def acknowledge_by_reply(sender, user, channel, text, notification=None, **kwarg
     else:
         outcome = do_take_reply(person=user, text=text, via=channel)
     return replies.answer_text(outcome)
+
+
+@receiver(resident_message_received, dispatch_uid="outreach-answer-by-message")
+def answer_by_message(sender, channel, address, text, event_id, **kwargs):
+    """A resident's SMS (notifications.hooks.resident_message_received): 「1」 or 「元気」
+    answers their open questions FINE, 「2」 or 「助けて」 NEED_HELP (outreach.answers).
+    Returns the reply, or None when the address is no resident's (nothing changes).
+    Inside the transaction that records the provider's event: a failure here raises, so
+    the event is not recorded and the provider's retry is handled again."""
+    from outreach import answers
+
+    residents = answers.residents_at_address(channel, address)
+    if not residents:
+        return None
+    if len(residents) > 1:
+        # A phone shared by several residents: whose answer it is is not guessed.
+        with translation.override(answers.resident_language(residents[0])):
+            return _("Thank you. Several people are reached at this number: please answer with the link in the "
+                     "message, or wait for our call.")
+    resident = residents[0]
+    result = answers.do_answer_by_message(resident, text, via=channel)
+    return answers.message_reply(resident, result)
+
+
+@receiver(device_pressed, dispatch_uid="outreach-answer-by-device")
+def answer_by_device(sender, resident_id, press, contact_id, **kwargs):
+    """A press of the resident's device answers their open questions: "ok" FINE, "call"
+    NEED_HELP, carried by the press's own contact (no second contact is logged)."""
+    from outreach import answers
+    from outreach.models import Answer
+
+    try:
+        with transaction.atomic():
+            resident = Resident.objects.get(pk=resident_id)
+            contact = ContactLog.objects.get(pk=contact_id)
+            answer = Answer.FINE if press == "ok" else Answer.NEED_HELP
+            answers.do_answer_by_message(resident, "", via=Channel.DEVICE, contact=contact, answer=answer)
+    except Exception:
+        logger.exception("could not record the device press of resident %s as an answer", resident_id)
+
