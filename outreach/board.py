@@ -372,6 +372,15 @@ def do_put_on_paper(notice_id: int) -> int:
     return NoticeReceipt.objects.filter(notice_id=notice_id, sent_via="line", sent_at=None).update(sent_via="paper")
 
 
+def notices_waiting_for_line(older_than: timedelta = timedelta(minutes=5)) -> list[int]:
+    """Notices published a while ago with LINE receipts not yet sent: their send task was
+    lost (a broker down at commit) or is waiting to retry. The sweep sends them again; a
+    batch LINE took already answers 409 and is shown to nobody twice."""
+    return list(NoticeReceipt.objects.filter(sent_via="line", sent_at=None,
+                                             notice__published_at__lt=timezone.now() - older_than)
+                .order_by("notice_id").values_list("notice_id", flat=True).distinct()[:100])
+
+
 # Reading and answering ----------------------------------------------------------------
 
 def _signer() -> signing.Signer:
@@ -544,6 +553,13 @@ def unread_households(notice: Notice, user) -> QuerySet[NoticeReceipt]:
     """The receipts not read yet, of residents `user` may see (watch.access), by area."""
     return (receipts_seen_by(notice, user).filter(read_at=None, resident__in=residents_for_user(user))
             .select_related("resident", "area").order_by("area__path", "resident__furigana", "pk"))
+
+
+def unnamed_paper_households(notice: Notice, user) -> int:
+    """How many households on paper in the areas `user` looks after they may not name
+    (no consent to share with them): they get copies without a name."""
+    return (receipts_seen_by(notice, user).filter(sent_via="paper")
+            .exclude(resident__in=residents_for_user(user)).count())
 
 
 def paper_households(notice: Notice, user) -> QuerySet[NoticeReceipt]:

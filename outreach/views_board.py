@@ -31,9 +31,12 @@ def notices(request):
 
 
 def _form_context(request, form=None, errors=None):
-    return {"areas": board.postable_areas(request.user), "form": form or {}, "errors": errors or {},
-            "languages": board.LANGUAGES, "option_fields": OPTION_FIELDS, "replies": Notice.Reply.choices,
-            "max_bytes": board.attachment_limit() // (1024 * 1024) or 1}
+    form = form or {}
+    return {"areas": board.postable_areas(request.user), "form": form, "errors": errors or {},
+            "translations": [(code, name, form.get(f"title_{code}", ""), form.get(f"body_{code}", ""))
+                             for code, name in board.LANGUAGES.items()],
+            "options": [(name, form.get(name, "")) for name in OPTION_FIELDS], "replies": Notice.Reply.choices,
+            "max_bytes": f"{board.attachment_limit() / 1024 / 1024:g}"}
 
 
 @login_required
@@ -92,12 +95,14 @@ def notice_reply_slip(request, pk: int, receipt_id: int):
 @login_required
 @require_GET
 def notice_print(request, pk: int):
-    """One page per household on paper (those the viewer may see), each with a tear-off
-    reply slip; one page without a name if there are none."""
+    """One page per household on paper, each with a tear-off reply slip: named for those
+    the viewer may see, without a name for the others; one page without a name if none."""
     _require_poster(request.user)
     notice = board.get_notice_for_user(request.user, pk)
     sheets = []
-    for receipt in list(board.paper_households(notice, request.user)[:2000]) or [None]:
+    receipts = list(board.paper_households(notice, request.user)[:2000])
+    receipts += [None] * min(board.unnamed_paper_households(notice, request.user), 2000)
+    for receipt in receipts or [None]:
         language = receipt.language if receipt else "ja"
         title, body = board.content_for(notice, language)
         sheets.append({"receipt": receipt, "title": title, "body": body, "language": language})
