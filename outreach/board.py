@@ -50,6 +50,7 @@ LINE_TEXT_LIMIT = 5000
 LINE_LABEL_LIMIT = 20
 SEND_RETRY_SECONDS = 30
 SEND_ATTEMPTS = 5
+LINE_GIVE_UP = timedelta(hours=20)  # LINE forgets a retry key after 24 hours
 YES, NO = "yes", "no"
 ATTENDANCE = {YES: gettext_lazy("I will attend"), NO: gettext_lazy("I will not attend")}
 # What a tap under a notice on LINE sends: the same for every household, so one multicast
@@ -375,9 +376,14 @@ def do_put_on_paper(notice_id: int) -> int:
 def notices_waiting_for_line(older_than: timedelta = timedelta(minutes=5)) -> list[int]:
     """Notices published a while ago with LINE receipts not yet sent: their send task was
     lost (a broker down at commit) or is waiting to retry. The sweep sends them again; a
-    batch LINE took already answers 409 and is shown to nobody twice."""
+    batch LINE took already answers 409 and is shown to nobody twice. LINE keeps a retry
+    key for 24 hours only: after LINE_GIVE_UP, what is still waiting goes on paper."""
+    now = timezone.now()
+    stale = NoticeReceipt.objects.filter(sent_via="line", sent_at=None, notice__published_at__lt=now - LINE_GIVE_UP)
+    if stale.update(sent_via="paper"):
+        logger.warning("LINE receipts waiting for %s put on paper", LINE_GIVE_UP)
     return list(NoticeReceipt.objects.filter(sent_via="line", sent_at=None,
-                                             notice__published_at__lt=timezone.now() - older_than)
+                                             notice__published_at__lt=now - older_than)
                 .order_by("notice_id").values_list("notice_id", flat=True).distinct()[:100])
 
 

@@ -207,6 +207,13 @@ def test_a_notice_whose_send_task_was_lost_is_sent_by_the_sweep_once(
     assert send_waiting_notices.delay("tenant_a").get() == 1
     assert send_waiting_notices.delay("tenant_a").get() == 0
     assert len(fake_providers.shown_to("U" + "2" * 32)) == 1
+    # After 20 hours LINE may have forgotten the retry key: what still waits goes on paper.
+    with tenant_scope("tenant_a"):
+        Notice.objects.filter(pk=notice.pk).update(published_at=timezone.now() - timedelta(hours=21))
+        NoticeReceipt.objects.filter(notice=notice).update(sent_at=None)
+    assert send_waiting_notices.delay("tenant_a").get() == 0
+    assert receipt(notice, town["sato_1"]).sent_via == "paper"
+    assert len(fake_providers.shown_to("U" + "2" * 32)) == 1
 
 
 def test_without_line_set_up_the_line_households_go_on_paper(town, officer, areas_a, settings,
