@@ -24,6 +24,7 @@ from notifications.fake_providers import (  # noqa: F401 - the tests import them
     TWILIO_SID,
     TWILIO_TOKEN,
     FakeProviders,
+    Handler,
     Recorded,
     Rule,
     serve,

@@ -2,6 +2,7 @@
 second run keeps what exists and prints the same credentials (kept in .data/, never
 committed). It makes outreach's duty rota too, so it lives beside the highest app whose
 data it makes, and names outreach's model by name only."""
+import hashlib
 import json
 import secrets
 from datetime import datetime, time, timedelta
@@ -90,7 +91,24 @@ def load_demo_residents(schema: str) -> str | None:
                            outcome=outcome, note=note)
     first = Resident.objects.order_by("pk").first()
     _device, token = do_register_device(actor=admin, resident=first, kind="button", name="玄関の見守りボタン")
+    link_demo_line_accounts(schema)
     return token
+
+
+def demo_line_user_id(schema: str, resident_id: int) -> str:
+    """The LINE account of a demo resident (the shape of LINE's user ids: U + 32 hex)."""
+    return "U" + hashlib.md5(f"{schema}:{resident_id}".encode(), usedforsecurity=False).hexdigest()
+
+
+def link_demo_line_accounts(schema: str) -> None:
+    """Every other demo resident (the first one included) has linked LINE, as the account-link
+    flow would have done; `line_as_resident` then speaks for them to the local fake LINE."""
+    from watch.models import Resident
+
+    for number, resident in enumerate(Resident.objects.order_by("pk")):
+        if number % 2 == 0:
+            Resident.objects.filter(pk=resident.pk).update(line_user_id=demo_line_user_id(schema, resident.pk),
+                                                           line_linked_at=timezone.now())
 
 
 def fill_duty_rota(days: int = 60) -> None:
