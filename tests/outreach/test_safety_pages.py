@@ -294,3 +294,14 @@ def test_a_silent_resident_nobody_may_visit_is_listed_for_staff(admin_a, shigeru
     assert result == {"visits": 0, "concerns": 0, "nobody": 1} and count(Visit) == 0
     page = signed_in("admin-a").get(f"/outreach/safety/{check.pk}/follow-up/").content.decode()
     assert "Nobody could be given this visit (1): staff arrange it" in page and "髙橋 茂" in page
+
+
+def test_the_periodic_task_follows_up_each_tenants_due_checks(admin_a, volunteer_a, hanako):
+    from outreach.tasks import follow_up_safety_checks
+
+    check = start(admin_a, make_check(admin_a))
+    with tenant_scope("tenant_a"):
+        safety.do_close_check(admin_a, check)
+    assert follow_up_safety_checks.delay("tenant_a").get() == 1
+    assert follow_up_safety_checks.delay("tenant_a").get() == 0
+    assert count(Visit, resident=hanako, visitor=volunteer_a, purpose=Visit.Purpose.FOLLOW_UP) == 1
