@@ -321,7 +321,8 @@ def serve(host: str = "127.0.0.1", port: int = 0) -> tuple[FakeProviders, Thread
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     server.request_queue_size = 1024
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A short poll: stop() waits for the loop to notice (0.5 s by default, at the end of every test).
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     fake.url = f"http://{host}:{server.server_address[1]}"
     return fake, server
 
