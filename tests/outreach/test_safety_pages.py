@@ -12,6 +12,7 @@ from outreach.answers import do_record_answer
 from outreach.models import Answer, Ask, Concern, SafetyCheck
 from tenants.accounts.models import User
 from tenants.context import tenant_scope
+from tests.browser.conftest import browser, journey  # noqa: F401 - shared fixtures
 from tests.conftest import HOST_A, HOST_B, TenantClient, make_user
 from tests.watch.conftest import attach
 from watch.models import Assignment, Resident, Visit
@@ -305,3 +306,66 @@ def test_the_periodic_task_follows_up_each_tenants_due_checks(admin_a, volunteer
     assert follow_up_safety_checks.delay("tenant_a").get() == 1
     assert follow_up_safety_checks.delay("tenant_a").get() == 0
     assert count(Visit, resident=hanako, visitor=volunteer_a, purpose=Visit.Purpose.FOLLOW_UP) == 1
+
+
+# In the browser ------------------------------------------------------------------------------
+
+def _answer_in_a_thread(resident_pk):
+    """An answer recorded elsewhere (in a thread of its own: Playwright keeps a loop on this one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    def run():
+        try:
+            with tenant_scope("tenant_a"):
+                do_record_answer(Ask.objects.get(resident_id=resident_pk), Answer.FINE, "line")
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(run).result()
+
+
+@pytest.mark.browser
+def test_the_progress_page_moves_as_answers_arrive_and_the_pages_pass_axe(
+        browser, live_server_url, journey):  # noqa: F811 - the fixtures imported above
+    from playwright.sync_api import expect
+
+    from tests.browser.test_watch import sign_in
+    from tests.watch.conftest import make_resident
+    from watch import actions
+    from watch.models import Area
+
+    admin = make_user("tenant_a", "safety-admin", User.Role.ADMIN)
+    with tenant_scope("tenant_a"):
+        area = actions.do_create_area(name="大住", kind=Area.Kind.DISTRICT)
+        residents = [make_resident(area, name) for name in ("山田 花子", "髙橋 茂", "佐藤 一")]
+    url = live_server_url(HOST_A)
+    page = browser.new_context(locale="ja-JP").new_page()
+    sign_in(page, url, "safety-admin")
+    page.goto(url + "/outreach/safety/new/")
+    journey.step(page, "new")
+    page.locator("input[name=title]").fill("12月の訓練")
+    page.get_by_test_id("safety-form").get_by_role("button").click()
+    expect(page.get_by_test_id("count")).to_have_text("3人に今すぐ問いかけます。")
+    journey.step(page, "start")
+    page.get_by_test_id("start-form").get_by_role("button").click()
+    figures = page.get_by_test_id("figures")
+    expect(figures.locator('[data-figure="total"]')).to_have_text("3")
+    journey.step(page, "progress")
+    _answer_in_a_thread(residents[0].pk)
+    expect(figures.locator('[data-figure="answered"]')).to_have_text("1", timeout=10_000)
+    expect(page.get_by_test_id("bar-text")).to_contain_text("33%")
+    _answer_in_a_thread(residents[1].pk)
+    expect(figures.locator('[data-figure="safe"]')).to_have_text("2", timeout=10_000)
+    assert page.locator("[data-bar]").evaluate("bar => bar.value") == 2
+    journey.step(page, "progress-moved")
+    with tenant_scope("tenant_a"):
+        check = SafetyCheck.objects.get()
+    assert check.started_by_id == admin.pk
+    page.goto(url + f"/outreach/safety/{check.pk}/report/")
+    journey.step(page, "report")
+    page.goto(url + f"/outreach/safety/{check.pk}/follow-up/")
+    journey.step(page, "follow-up")
+    page.context.close()

@@ -103,6 +103,7 @@ def test_the_report_page_shows_the_figures_and_earlier_drills_on_one_chart(known
     page = signed_in("admin-a", language="ja").get(f"/outreach/safety/{known['check'].pk}/report/").content.decode()
     assert 'data-testid="median">5分0秒<' in page and 'data-testid="t80">8分0秒<' in page
     assert 'data-testid="t95">未達<' in page and 'data-testid="rate">90%<' in page
+    assert "80%回答まで" in page and "95%回答まで" in page
     legend = page.split('data-testid="legend"')[1].split("</ul>")[0]
     assert "12月の訓練" in legend and "11月の訓練" in legend
     for other in ("中止した訓練", "本番の地震", "次の訓練"):
