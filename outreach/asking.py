@@ -38,6 +38,7 @@ from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import OperationalError, connection, connections, transaction
+from django.db.models import Min, Q
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -595,12 +596,18 @@ def _wait_minutes(items: list[Claimed]) -> dict[int, int]:
 
 
 def next_due() -> datetime | None:
-    """When the next ask (to send, or silent long enough) or held check is due."""
-    due = (Ask.objects.filter(state__in=[Ask.State.QUEUED, Ask.State.WAITING], next_attempt_at__isnull=False)
+    """When the next ask (to send, or silent long enough) or held check is due; an ask a
+    run is sending now counts from the end of that run's lease."""
+    now = timezone.now()
+    free = Q(delivering_until__isnull=True) | Q(delivering_until__lt=now)
+    due = (Ask.objects.filter(free, state__in=[Ask.State.QUEUED, Ask.State.WAITING], next_attempt_at__isnull=False)
            .order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first())
+    # Asks another run holds are due again when its lease ends (if it dies holding them).
+    leased = (Ask.objects.filter(state=Ask.State.QUEUED, delivering_until__gte=now)
+              .aggregate(until=Min("delivering_until"))["until"])
     held = (SafetyCheck.objects.filter(state=SafetyCheck.State.HELD, send_at__isnull=False)
             .order_by("send_at").values_list("send_at", flat=True).first())
-    times = [t for t in (due, held) if t is not None]
+    times = [t for t in (due, leased, held) if t is not None]
     return min(times) if times else None
 
 

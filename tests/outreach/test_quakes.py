@@ -96,7 +96,7 @@ def test_a_second_report_within_six_hours_is_an_aftershock_and_sends_nothing(tow
         assert second.outcome == "aftershock" and second.check is None
         assert QuakeReport.objects.get(event_id="ev2").aftershock_of == first.report
         assert SafetyCheck.objects.count() == 1
-        assert Notification.objects.filter(kind="outreach.quake", title__contains="Aftershock").count() == staff_count()
+        assert Notification.objects.filter(kind="outreach.quake", title__contains="余震").count() == staff_count()
         later = report("ev3", at=first_at + timedelta(hours=7))
         assert later.outcome == "held"
 

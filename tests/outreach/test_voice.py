@@ -61,7 +61,7 @@ def test_the_call_plays_the_question_and_gathers_one_key(call, client_a):
     twiml = response.content.decode()
     assert '<Gather action="/r/voice/' in twiml and 'numDigits="1"' in twiml
     assert '<Say language="ja-JP">安否確認の訓練です。ご無事ですか？</Say>' in twiml
-    assert "1" in twiml and "2" in twiml
+    assert "元気なら 1 を、助けが必要なら 2 を押してください。" in twiml
     with tenant_scope("tenant_a"):
         assert Ask.objects.get().state == Ask.State.WAITING
 
