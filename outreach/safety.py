@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone, translation
@@ -326,41 +326,75 @@ def _planner(check: SafetyCheck):
     return User.objects.filter(is_active=True, role=User.Role.ADMIN).order_by("pk").first()
 
 
+def follow_up_note(check: SafetyCheck) -> str:
+    """The note of a check's follow-up visits and concerns, in the tenant's language (the
+    follow-up list finds the check's visits by it)."""
+    with translation.override(settings.LANGUAGE_CODE):
+        note = _("No answer to the safety check “%(title)s”.") % {"title": check.title}
+    return note[:Visit._meta.get_field("note").max_length].strip()
+
+
+def _follow_up_lock(check: SafetyCheck):
+    """A session advisory lock per tenant and check: one follow-up run at a time (each
+    resident is its own transaction, so a transaction lock would not hold)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s), %s)",
+                       [f"mimamori.safety_follow_up.{connection.schema_name}", check.pk])
+        return cursor.fetchone()[0]
+
+
+def _follow_up_unlock(check: SafetyCheck) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(hashtext(%s), %s)",
+                       [f"mimamori.safety_follow_up.{connection.schema_name}", check.pk])
+
+
 def do_follow_up_check(check: SafetyCheck) -> dict:
     """Plan the follow-up visits of a check's silent residents and, for a real event,
-    raise their concerns; once (a second run plans nothing). Returns counts."""
+    raise their concerns; once: each resident in a transaction of its own (no long lock
+    on the wakeups that contacts also take), a resident already given the check's visit
+    or concern is passed over (a run cut short resumes), and `followed_up_at` is set when
+    all are done. Returns counts of what this run did."""
     from outreach.actions import do_raise_concern
     from outreach.models import Concern
     from watch.visits import do_plan_visit, tenant_today
 
     result = {"visits": 0, "concerns": 0, "nobody": 0}
-    with transaction.atomic():
-        if not SafetyCheck.objects.filter(pk=check.pk, followed_up_at=None).update(followed_up_at=timezone.now()):
-            return result
+    if SafetyCheck.objects.filter(pk=check.pk).exclude(followed_up_at=None).exists() or check.started_at is None:
+        return result
+    if not _follow_up_lock(check):
+        return result  # another run is on it
+    try:
         planner = _planner(check)
         today = tenant_today()
         real = check.kind == SafetyCheck.Kind.REAL
         ends_on = today if real else today + timedelta(days=DRILL_VISIT_DAYS - 1)
-        with translation.override(settings.LANGUAGE_CODE):
-            note = _("No answer to the safety check “%(title)s”.") % {"title": check.title}
-        note = note[:Visit._meta.get_field("note").max_length]
-        for ask in silent_asks(check):
+        note = follow_up_note(check)
+        since = check.started_at
+        for ask in silent_asks(check).iterator(chunk_size=500):
             resident = ask.resident
             if resident.status == Resident.Status.ENDED:
                 continue
-            visitor = follow_up_visitor(resident)
-            try:
-                if visitor is None or planner is None:
-                    raise ValidationError("nobody")
-                do_plan_visit(actor=planner, resident=resident, visitor=visitor, starts_on=today, ends_on=ends_on,
-                              purpose=Visit.Purpose.FOLLOW_UP, note=note)
-                result["visits"] += 1
-            except ValidationError:  # checked before anything is written: the list shows them to staff
-                result["nobody"] += 1
-            if real:
-                do_raise_concern(resident=resident, cause=Concern.Cause.DRILL_NO_RESPONSE, note=note,
-                                 safety_check=check.pk)
-                result["concerns"] += 1
+            with transaction.atomic():
+                if not Visit.objects.filter(resident=resident, purpose=Visit.Purpose.FOLLOW_UP, note=note,
+                                            created_at__gte=since).exists():
+                    visitor = follow_up_visitor(resident)
+                    try:
+                        if visitor is None or planner is None:
+                            raise ValidationError("nobody")
+                        do_plan_visit(actor=planner, resident=resident, visitor=visitor, starts_on=today,
+                                      ends_on=ends_on, purpose=Visit.Purpose.FOLLOW_UP, note=note)
+                        result["visits"] += 1
+                    except ValidationError:  # refused before anything is written: the list shows them to staff
+                        result["nobody"] += 1
+                if real and not Concern.objects.filter(resident=resident, cause=Concern.Cause.DRILL_NO_RESPONSE,
+                                                       opened_at__gte=since, note=note).exists():
+                    do_raise_concern(resident=resident, cause=Concern.Cause.DRILL_NO_RESPONSE, note=note,
+                                     safety_check=check.pk)
+                    result["concerns"] += 1
+        SafetyCheck.objects.filter(pk=check.pk, followed_up_at=None).update(followed_up_at=timezone.now())
+    finally:
+        _follow_up_unlock(check)
     logger.info("safety check %s followed up: %s", check.pk, result)
     return result
 
@@ -384,9 +418,10 @@ def follow_up_rows(check: SafetyCheck, user) -> list[dict]:
     follow-up visit (or None: nobody could be given the visit), grouped by the caller."""
     asks = list(silent_asks(check).filter(resident__in=residents_for_user(user).values("pk")))
     visits = {}
-    if check.followed_up_at:
+    if check.started_at:
         for visit in (Visit.objects.filter(resident__in=[a.resident_id for a in asks],
-                                           purpose=Visit.Purpose.FOLLOW_UP, created_at__gte=check.followed_up_at)
+                                           purpose=Visit.Purpose.FOLLOW_UP, note=follow_up_note(check),
+                                           created_at__gte=check.started_at)
                       .select_related("visitor").order_by("pk")):
             visits.setdefault(visit.resident_id, visit)
     return [{"ask": ask, "resident": ask.resident, "visit": visits.get(ask.resident_id)} for ask in asks]

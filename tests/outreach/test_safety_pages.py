@@ -369,3 +369,36 @@ def test_the_progress_page_moves_as_answers_arrive_and_the_pages_pass_axe(
     page.goto(url + f"/outreach/safety/{check.pk}/follow-up/")
     journey.step(page, "follow-up")
     page.context.close()
+
+
+def test_a_follow_up_cut_short_resumes_without_planning_anyone_twice(admin_a, volunteer_a, kodo_case_worker,
+                                                                     hanako, shigeru):
+    from watch.visits import do_plan_visit, tenant_today
+
+    check = start(admin_a, make_check(admin_a, kind=SafetyCheck.Kind.REAL), confirmed=True)
+    with tenant_scope("tenant_a"):
+        # What a run that died after its first resident left behind: 花子's visit and concern.
+        do_plan_visit(actor=admin_a, resident=hanako, visitor=volunteer_a, starts_on=tenant_today(),
+                      purpose=Visit.Purpose.FOLLOW_UP, note=safety.follow_up_note(check))
+        from outreach.actions import do_raise_concern
+
+        do_raise_concern(resident=hanako, cause=Concern.Cause.DRILL_NO_RESPONSE, note=safety.follow_up_note(check))
+        assert safety.do_follow_up_check(check) == {"visits": 1, "concerns": 1, "nobody": 0}
+        assert sorted(Visit.objects.values_list("resident_id", flat=True)) == sorted([hanako.pk, shigeru.pk])
+        assert Concern.objects.filter(cause=Concern.Cause.DRILL_NO_RESPONSE).count() == 2
+
+
+def test_a_check_held_after_an_earthquake_report_says_when_it_goes_out_and_can_be_started_now(admin_a, hanako):
+    with tenant_scope("tenant_a"):
+        check = SafetyCheck.objects.create(
+            title="地震", question="ご無事ですか？", kind=SafetyCheck.Kind.REAL, state=SafetyCheck.State.HELD,
+            trigger=SafetyCheck.Trigger.QUAKE, channels=["line"], silence_minutes=[10],
+            send_at=timezone.now() + timedelta(minutes=3), deadline=timezone.now() + timedelta(hours=3))
+    client = signed_in("admin-a", language="ja")
+    page = client.get(f"/outreach/safety/{check.pk}/start/").content.decode()
+    assert "自動で送信されます" in page and "1人に今すぐ問いかけます。" in page
+    assert client.post(f"/outreach/safety/{check.pk}/start/", {"confirm": "1"}).status_code == 302
+    with tenant_scope("tenant_a"):
+        check.refresh_from_db()
+    assert check.state == SafetyCheck.State.OPEN and check.started_by_id == admin_a.pk
+    assert count(Ask, safety_check=check) == 1
