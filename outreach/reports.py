@@ -272,37 +272,41 @@ def export_csv(check: SafetyCheck, user) -> bytes:
 
 
 def export_xlsx(check: SafetyCheck, user) -> bytes:
-    """A workbook: the summary (with areas and channels) and one row per resident."""
+    """A workbook: the summary (with areas and channels) and one row per resident;
+    written row by row (write-only), so 50,000 residents stay a few seconds."""
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
 
     figures = report(check, user)
-    book = Workbook()
-    summary = book.active
-    summary.title = _("Summary")[:31]
+    book = Workbook(write_only=True)
     bold = Font(bold=True)
+
+    def heading(sheet, values):
+        cells = [WriteOnlyCell(sheet, value=value) for value in values]
+        for cell in cells:
+            cell.font = bold
+        sheet.append(cells)
+
+    summary = book.create_sheet(_("Summary")[:31])
+    summary.column_dimensions["A"].width = 36
     for row in summary_rows(check, figures):
         summary.append(row)
     summary.append([])
-    summary.append([_("Area"), _("Asked"), _("Answered"), _("Response rate"), _("Safe"), _("Need help")])
-    summary.cell(row=summary.max_row, column=1).font = bold
+    heading(summary, [_("Area"), _("Asked"), _("Answered"), _("Response rate"), _("Safe"), _("Need help")])
     for area in figures["areas"]:
         summary.append([area["area"], area["total"], area["answered"], area["rate"], area["safe"], area["need_help"]])
     summary.append([])
-    summary.append([_("Channel"), _("Reached"), _("Answered"), _("Response rate")])
-    summary.cell(row=summary.max_row, column=1).font = bold
+    heading(summary, [_("Channel"), _("Reached"), _("Answered"), _("Response rate")])
     for row in figures["channels"]:
         summary.append([row["label"], row["reached"], row["answered"], row["rate"] if row["rate"] is not None else ""])
-    summary.column_dimensions["A"].width = 36
     people = book.create_sheet(_("Residents")[:31])
-    people.append(export_headers())
-    for cell in people[1]:
-        cell.font = bold
-    for row in export_rows(check, user):
-        people.append(row)
     people.freeze_panes = "A2"
     for column, width in zip("ABCDEFGHI", (36, 20, 22, 18, 18, 20, 10, 12, 20), strict=True):
         people.column_dimensions[column].width = width
+    heading(people, export_headers())
+    for row in export_rows(check, user):
+        people.append(row)
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
