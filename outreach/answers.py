@@ -59,9 +59,9 @@ def parse_postback(data: str) -> tuple[str, str] | None:
     return (match["kind"], match["answer"]) if match else None
 
 
-def _signer() -> signing.Signer:
+def _signer(schema_name: str | None = None) -> signing.Signer:
     # Per tenant: a token of one tenant's ask means nothing on another's host.
-    return signing.Signer(salt=f"mimamori.answer.{connection.schema_name}", sep=".")
+    return signing.Signer(salt=f"mimamori.answer.{schema_name or connection.schema_name}", sep=".")
 
 
 def answer_token(ask: Ask) -> str:
@@ -69,11 +69,18 @@ def answer_token(ask: Ask) -> str:
     return _signer().sign(str(ask.pk))
 
 
+def ask_id_for_token(token: str, schema_name: str | None = None) -> int | None:
+    """The id of the ask an answer link of the tenant names, or None (no database read)."""
+    try:
+        return int(_signer(schema_name).unsign(token or ""))
+    except (signing.BadSignature, ValueError):
+        return None
+
+
 def ask_for_token(token: str) -> Ask | None:
     """The ask an answer link names, or None for a token that is not one of this tenant's."""
-    try:
-        ask_id = int(_signer().unsign(token or ""))
-    except (signing.BadSignature, ValueError):
+    ask_id = ask_id_for_token(token)
+    if ask_id is None or not 0 < ask_id < 2**63:
         return None
     return Ask.objects.select_related("safety_check", "resident").filter(pk=ask_id).first()
 
@@ -137,27 +144,42 @@ def _note(ask: Ask) -> str:
     return text
 
 
+APPLY_CLAIM = 50  # asks claimed at once: one sort of the backlog per claim, not per answer
+
+
 def do_apply_answers(limit: int = APPLY_BATCH) -> int:
-    """Log recorded answers not yet logged as contacts, "needs help" first; each in its
-    own transaction, claimed with SKIP LOCKED so several workers share the work. Returns
-    how many were applied."""
+    """Log recorded answers not yet logged as contacts, "needs help" first. Claimed
+    APPLY_CLAIM at a time with SKIP LOCKED, so several workers share the work; one that
+    fails is logged and left for the sweep, the others are applied. Returns how many
+    were applied."""
     applied = 0
+    failed: set[int] = set()
     while applied < limit:
         with transaction.atomic():
-            ask = (Ask.objects.select_for_update(skip_locked=True, of=("self",))
-                   .select_related("resident__area", "safety_check", "answered_by")
-                   .filter(state=Ask.State.ANSWERED, contact__isnull=True)
-                   .order_by(_need_help_first(), "answered_at", "pk").first())
-            if ask is None:
+            asks = list(Ask.objects.select_for_update(skip_locked=True, of=("self",))
+                        .select_related("resident__area", "safety_check", "answered_by")
+                        .filter(state=Ask.State.ANSWERED, contact__isnull=True).exclude(pk__in=failed)
+                        .order_by(_need_help_first(), "answered_at", "pk")[:min(APPLY_CLAIM, limit - applied)])
+            if not asks:
                 break
-            outcome = OUTCOMES[ask.kind][ask.answer]
-            occurred = min(ask.answered_at, timezone.now())
-            contact, _created = do_log_contact(
-                actor=ask.answered_by, resident=ask.resident, occurred_at=occurred, channel=_contact_channel(ask),
-                outcome=outcome, note=_note(ask))
-            Ask.objects.filter(pk=ask.pk).update(contact=contact)
-        applied += 1
+            for ask in asks:
+                try:
+                    _apply(ask)  # do_log_contact is atomic: a failure leaves the ask unapplied
+                except Exception:
+                    logger.exception("answer of ask %s not logged as a contact; the sweep tries again", ask.pk)
+                    failed.add(ask.pk)
+                else:
+                    applied += 1
     return applied
+
+
+def _apply(ask: Ask) -> None:
+    outcome = OUTCOMES[ask.kind][ask.answer]
+    occurred = min(ask.answered_at, timezone.now())
+    contact, _created = do_log_contact(
+        actor=ask.answered_by, resident=ask.resident, occurred_at=occurred, channel=_contact_channel(ask),
+        outcome=outcome, note=_note(ask))
+    Ask.objects.filter(pk=ask.pk).update(contact=contact)
 
 
 def _need_help_first():
@@ -377,15 +399,28 @@ def progress_changed_on_commit(check_id: int) -> None:
     transaction.on_commit(lambda: publish_progress_changed(schema, check_id))
 
 
-def publish_progress_changed(schema_name: str, check_id: int, *, force: bool = False) -> bool:
-    """Publish "changed" now unless one went out for this check less than PUBLISH_GAP_S ago."""
+def progress_changed_is_due(schema_name: str, check_id: int) -> bool:
+    """True (and counted as sent) unless a "changed" of this check went out from this
+    process less than PUBLISH_GAP_S ago."""
     key = (schema_name, int(check_id))
     now = time.monotonic()
     with _publish_lock:
-        if not force and now - _last_published.get(key, -1e9) < PUBLISH_GAP_S:
+        if now - _last_published.get(key, -1e9) < PUBLISH_GAP_S:
             return False
         _last_published[key] = now
         if len(_last_published) > 10_000:
             _last_published.clear()
-    publish(schema_name, [progress_audience(check_id)], {"type": PROGRESS_EVENT, "check": int(check_id)})
+    return True
+
+
+def progress_changed_event(check_id: int) -> dict:
+    return {"type": PROGRESS_EVENT, "check": int(check_id)}
+
+
+def publish_progress_changed(schema_name: str, check_id: int, *, force: bool = False) -> bool:
+    """Publish "changed" now unless one went out for this check less than PUBLISH_GAP_S
+    ago (or `force`). Call it when a check's figures change otherwise (closed, cancelled)."""
+    if not (progress_changed_is_due(schema_name, check_id) or force):
+        return False
+    publish(schema_name, [progress_audience(check_id)], progress_changed_event(check_id))
     return True

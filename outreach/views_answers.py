@@ -47,7 +47,9 @@ def _not_found(request):
 @require_http_methods(["GET", "POST"])
 def answer_link(request, token: str):
     """/r/a/<token>/: the question and its answers as big buttons; POST records the tapped
-    one (once: a second use says what was recorded; after the deadline it is kept, late)."""
+    one and answers 303 to this page, which then says what was received (once: a second
+    use says what was recorded; after the deadline it is kept, late). The plain POST is
+    usually answered by outreach.edge, in front of Django, with the same rows and reply."""
     ask = answers.ask_for_token(token)
     if ask is None:
         return _not_found(request)
@@ -60,9 +62,14 @@ def answer_link(request, token: str):
             if answer not in answers.answers_for(ask):
                 context["error"] = _("Please choose one of the answers below.")
                 status = HTTPStatus.BAD_REQUEST
+            elif answers.do_record_answer(ask, answer, via=Channel.LINK):
+                # Post/redirect/get, as the edge answers (outreach.edge): the page then says what was received.
+                response = redirect(request.path)
+                response.status_code = HTTPStatus.SEE_OTHER
+                return response
             else:
-                context["recorded_now"] = answers.do_record_answer(ask, answer, via=Channel.LINK)
                 ask.refresh_from_db()
+                context["used_again"] = True
         if ask.answer:
             context.update(answered=True, answer_label=answers.answer_label(ask.kind, ask.answer),
                            late=ask.late, need_help=ask.answer == Answer.NEED_HELP)
