@@ -44,11 +44,11 @@ def post(base: str, path: str, data: dict, csrf: str | None = CSRF, origin: str 
 
 
 def setup(n=2, *, late=False, by_household=False):
+    deadline = timezone.now() + (timedelta(minutes=-5) if late else timedelta(hours=1))
     with tenant_scope("tenant_a"):
         area = actions.do_create_area(name="大住", kind="district")
-        check = SafetyCheck.objects.create(
-            title="訓練", question="ご無事ですか？", state=SafetyCheck.State.OPEN, channels=["sms"],
-            by_household=by_household, deadline=timezone.now() + (timedelta(minutes=-5) if late else timedelta(hours=1)))
+        check = SafetyCheck.objects.create(title="訓練", question="ご無事ですか？", state=SafetyCheck.State.OPEN,
+                                           channels=["sms"], by_household=by_household, deadline=deadline)
         asks = []
         for i in range(n):
             resident = make_resident(area, f"住民{i}")
