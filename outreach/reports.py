@@ -13,10 +13,10 @@ import statistics
 from datetime import datetime, timedelta
 
 from django.db.models import Count
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from notifications.delivery import tenant_time_zone
 from outreach.answers import STAFF
 from outreach.models import Answer, Ask, AskAttempt, SafetyCheck
 from outreach.safety import asks_seen_by, progress
@@ -189,7 +189,7 @@ def earlier_drills(check: SafetyCheck, limit: int = COMPARED) -> list[SafetyChec
 
 
 def series_label(check: SafetyCheck) -> str:
-    when = timezone.localtime(check.started_at).strftime("%Y/%m/%d") if check.started_at else ""
+    when = check.started_at.astimezone(tenant_time_zone()).strftime("%Y/%m/%d") if check.started_at else ""
     return f"{check.title} ({when})" if when else check.title
 
 
@@ -227,26 +227,40 @@ def export_headers() -> list[str]:
             _("After the deadline"), _("Reached by a channel"), _("First asked at")]
 
 
-def _local(value: datetime | None) -> str:
-    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell_text(value):
+    """A text that a spreadsheet would run as a formula (「=HYPERLINK(…)」 typed as a name)
+    is kept as text, with a leading apostrophe; numbers and other texts are unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _local(value: datetime | None, tz=None) -> str:
+    """A time in the tenant's time zone, as spreadsheets read it."""
+    return value.astimezone(tz or tenant_time_zone()).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
 def export_rows(check: SafetyCheck, user) -> list[list]:
     """One row per resident the viewer may see: no address, phone or health field."""
     asks = (asks_seen_by(user, check).select_related("resident", "area")
             .order_by("area__full_name", "resident__furigana", "resident__name", "pk"))
-    yes, no = _("yes"), _("no")
-    return [[ask.area.full_name or ask.area.name, ask.resident.name, str(Ask.State(ask.state).label),
+    yes, no, tz = _("yes"), _("no"), tenant_time_zone()
+    return [[cell_text(value) for value in row] for row in (
+            [ask.area.full_name or ask.area.name, ask.resident.name, str(Ask.State(ask.state).label),
              str(Answer(ask.answer).label) if ask.answer else "",
              via_label(ask.answered_via) if ask.answered_via else "",
-             _local(ask.answered_at), yes if ask.late else "", yes if ask.reached else no, _local(ask.first_sent_at)]
-            for ask in asks]
+             _local(ask.answered_at, tz), yes if ask.late else "", yes if ask.reached else no,
+             _local(ask.first_sent_at, tz)]
+            for ask in asks.iterator(chunk_size=2000))]
 
 
 def summary_rows(check: SafetyCheck, figures: dict) -> list[list]:
     totals = figures["totals"]
     return [
-        [_("Safety check"), check.title],
+        [_("Safety check"), cell_text(check.title)],
         [_("Kind"), str(SafetyCheck.Kind(check.kind).label)],
         [_("Started"), _local(check.started_at)],
         [_("Deadline"), _local(check.deadline)],
@@ -295,7 +309,8 @@ def export_xlsx(check: SafetyCheck, user) -> bytes:
     summary.append([])
     heading(summary, [_("Area"), _("Asked"), _("Answered"), _("Response rate"), _("Safe"), _("Need help")])
     for area in figures["areas"]:
-        summary.append([area["area"], area["total"], area["answered"], area["rate"], area["safe"], area["need_help"]])
+        summary.append([cell_text(area["area"]), area["total"], area["answered"], area["rate"], area["safe"],
+                        area["need_help"]])
     summary.append([])
     heading(summary, [_("Channel"), _("Reached"), _("Answered"), _("Response rate")])
     for row in figures["channels"]:

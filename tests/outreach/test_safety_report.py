@@ -178,3 +178,18 @@ def test_the_curve_steps_up_with_each_answer(known, admin_a):
     assert points[0] == (0.0, 0.0) and points[1] == (1.0, 0.1) and points[-1] == (9.0, 0.9)
     drawn = reports.chart([{"label": "x", "points": points, "current": True}])
     assert drawn["x_max"] == 10 and drawn["series"][0]["svg"].startswith("48.0,")
+
+
+def test_a_name_that_looks_like_a_formula_stays_text_in_both_exports(known, admin_a):
+    from openpyxl import load_workbook
+
+    with tenant_scope("tenant_a"):
+        resident = known["residents"][0]
+        resident.name = '=HYPERLINK("http://example.com","住民")'
+        resident.save(update_fields=["name"])
+    client = signed_in("admin-a")
+    text = client.get(f"/outreach/safety/{known['check'].pk}/report.csv").content.decode("utf-8-sig")
+    assert list(csv.reader(io.StringIO(text)))[1][1] == "'" + resident.name
+    book = load_workbook(io.BytesIO(client.get(f"/outreach/safety/{known['check'].pk}/report.xlsx").content))
+    cell = book.worksheets[1]["B2"]
+    assert cell.value == "'" + resident.name and cell.data_type == "s"
