@@ -65,7 +65,7 @@ from watch.reach import channels_for
 logger = logging.getLogger(__name__)
 
 ASKING = "asking"  # the wakeup purpose: asks due (to send, or silent long enough), held checks due
-LEASE = timedelta(seconds=120)
+LEASE = timedelta(seconds=60)  # a claim of 1,000 asks is sent in a few seconds
 CLAIM = 1000  # asks claimed by one run at a time
 LINE_BATCH = 500  # LINE's multicast takes up to 500 recipients
 SMS_THREADS = 4  # SMS and calls in flight at once in one run
@@ -416,8 +416,13 @@ def _send_each(calls: list, outcome: Outcome) -> None:
     schema = connection.schema_name
 
     def send(call):
-        with tenant_scope(schema):
-            _send_one(*call, outcome)
+        try:
+            with tenant_scope(schema):
+                _send_one(*call, outcome)
+        except Exception as exc:  # the database, mostly: whether it went out is unknown; the key says so
+            logger.warning("ask %s: %s not sent in this run (%s)", call[0].pk, call[0].channel, exc)
+            outcome.retry.append((call[0], ProviderResult(ok=False, error=f"unknown: {exc}"[:500], transient=True,
+                                                          unknown=True), True))
 
     barrier = threading.Barrier(SMS_THREADS)
 
