@@ -27,18 +27,34 @@ CHART = {"width": 640, "height": 260, "left": 48, "right": 16, "top": 16, "botto
 MAX_POINTS = 240  # points per curve: enough for a smooth line, few enough for a page
 COMPARED = 4  # earlier drills drawn next to this one
 MILESTONES = (0.8, 0.95)
+NEVER_REACHED_SHOWN = 500  # on the page; the exports have everyone
 # Line styles of the compared curves: colour and dash, so they differ without colour too.
 STYLES = [("#0b5cad", ""), ("#b3261e", "6 4"), ("#2e7d32", "2 3"), ("#6a1b9a", "10 3 2 3"), ("#8d6e00", "1 5")]
 
 
 # Curves ---------------------------------------------------------------------------------
 
+def answer_data(check: SafetyCheck, user) -> tuple[int, list[datetime], list[float]]:
+    """(how many the viewer's part of the check asked, their answer times in order, each
+    answer's wait in seconds from its first question or the start): one count and one
+    query, kept on the check object for the rest of the request."""
+    cache = check.__dict__.setdefault("_answer_data", {})
+    key = getattr(user, "pk", None)
+    if key not in cache:
+        asks = asks_seen_by(user, check)
+        rows = list(asks.filter(state=Ask.State.ANSWERED, answered_at__isnull=False)
+                    .values_list("answered_at", "first_sent_at"))
+        times = sorted(answered for answered, _sent in rows)
+        waits = [max(0.0, (answered - (sent or check.started_at)).total_seconds())
+                 for answered, sent in rows if (sent or check.started_at)]
+        cache[key] = (asks.count(), times, waits)
+    return cache[key]
+
+
 def answer_times(check: SafetyCheck, user) -> tuple[int, list[datetime]]:
     """(how many the viewer's part of the check asked, their answer times in order)."""
-    asks = asks_seen_by(user, check)
-    total = asks.count()
-    times = sorted(asks.filter(state=Ask.State.ANSWERED).values_list("answered_at", flat=True))
-    return total, [t for t in times if t is not None]
+    total, times, _waits = answer_data(check, user)
+    return total, times
 
 
 def curve(check: SafetyCheck, user) -> list[tuple[float, float]]:
@@ -141,10 +157,7 @@ def time_until(check: SafetyCheck, total: int, times: list[datetime], share: flo
 
 def median_answer_time(check: SafetyCheck, user) -> timedelta | None:
     """The median of each answer's time from its first question (or from the start)."""
-    rows = (asks_seen_by(user, check).filter(state=Ask.State.ANSWERED, answered_at__isnull=False)
-            .values_list("answered_at", "first_sent_at"))
-    waits = [max(0.0, (answered - (sent or check.started_at)).total_seconds())
-             for answered, sent in rows if (sent or check.started_at)]
+    _total, _times, waits = answer_data(check, user)
     return timedelta(seconds=statistics.median(waits)) if waits else None
 
 
@@ -174,10 +187,14 @@ def by_channel(check: SafetyCheck, user) -> list[dict]:
     return rows
 
 
-def never_reached(check: SafetyCheck, user) -> list[Ask]:
-    """Asks of residents the viewer may see whom no channel reached, by block then name."""
-    return list(asks_seen_by(user, check).filter(reached=False).select_related("resident", "area")
-                .order_by("area__full_name", "resident__furigana", "resident__name", "pk"))
+def never_reached(check: SafetyCheck, user, limit: int | None = None) -> list[Ask]:
+    """Asks of residents the viewer may see whom no channel reached, by block then name
+    (the first `limit` of them)."""
+    asks = (asks_seen_by(user, check).filter(reached=False).select_related("resident", "area")
+            .only("pk", "state", "answer", "resident_id", "area_id", "resident__name", "resident__furigana",
+                  "area__name", "area__full_name")
+            .order_by("area__full_name", "resident__furigana", "resident__name", "pk"))
+    return list(asks[:limit] if limit else asks)
 
 
 def earlier_drills(check: SafetyCheck, limit: int = COMPARED) -> list[SafetyCheck]:
@@ -217,7 +234,8 @@ def report(check: SafetyCheck, user) -> dict:
             "median": median, "median_text": duration_text(median),
             "t80": until[0.8], "t95": until[0.95],
             "t80_text": duration_text(until[0.8]), "t95_text": duration_text(until[0.95]),
-            "never_reached": never_reached(check, user)}
+            "never_reached": never_reached(check, user, NEVER_REACHED_SHOWN),
+            "never_reached_count": asks_seen_by(user, check).filter(reached=False).count()}
 
 
 # Exports --------------------------------------------------------------------------------
@@ -245,16 +263,22 @@ def _local(value: datetime | None, tz=None) -> str:
 
 def export_rows(check: SafetyCheck, user) -> list[list]:
     """One row per resident the viewer may see: no address, phone or health field."""
-    asks = (asks_seen_by(user, check).select_related("resident", "area")
-            .order_by("area__full_name", "resident__furigana", "resident__name", "pk"))
+    asks = (asks_seen_by(user, check)
+            .order_by("area__full_name", "resident__furigana", "resident__name", "pk")
+            .values_list("area__full_name", "area__name", "resident__name", "state", "answer", "answered_via",
+                         "answered_at", "late", "reached", "first_sent_at"))
     yes, no, tz = _("yes"), _("no"), tenant_time_zone()
-    return [[cell_text(value) for value in row] for row in (
-            [ask.area.full_name or ask.area.name, ask.resident.name, str(Ask.State(ask.state).label),
-             str(Answer(ask.answer).label) if ask.answer else "",
-             via_label(ask.answered_via) if ask.answered_via else "",
-             _local(ask.answered_at, tz), yes if ask.late else "", yes if ask.reached else no,
-             _local(ask.first_sent_at, tz)]
-            for ask in asks.iterator(chunk_size=2000))]
+    states = {value: str(label) for value, label in Ask.State.choices}
+    answers = {value: str(label) for value, label in Answer.choices}
+    vias: dict[str, str] = {}
+    rows = []
+    for full_name, name, resident, state, answer, via, answered_at, late, reached, sent in asks.iterator(2000):
+        if via and via not in vias:
+            vias[via] = via_label(via)
+        rows.append([cell_text(full_name or name), cell_text(resident), states.get(state, state),
+                     answers.get(answer, ""), vias.get(via, ""), _local(answered_at, tz), yes if late else "",
+                     yes if reached else no, _local(sent, tz)])
+    return rows
 
 
 def summary_rows(check: SafetyCheck, figures: dict) -> list[list]:

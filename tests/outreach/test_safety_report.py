@@ -193,3 +193,18 @@ def test_a_name_that_looks_like_a_formula_stays_text_in_both_exports(known, admi
     book = load_workbook(io.BytesIO(client.get(f"/outreach/safety/{known['check'].pk}/report.xlsx").content))
     cell = book.worksheets[1]["B2"]
     assert cell.value == "'" + resident.name and cell.data_type == "s"
+
+
+def test_the_demo_drill_is_made_once_and_is_compared_with_the_next_drill(admin_a, areas_a):
+    from outreach.demo import DEMO_TITLE, do_load_demo_drill
+
+    with tenant_scope("tenant_a"):
+        for n in range(12):
+            make_resident(areas_a["block"], f"デモ {n}", mobile_phone=f"090-0000-{n:04d}")
+        demo = do_load_demo_drill()
+        assert do_load_demo_drill() is None
+        assert demo.asks.count() == 12 and demo.asks.filter(state=Ask.State.ANSWERED).count() == 10
+        now = make_started_check(admin_a, "今回の訓練", timezone.now() - timedelta(minutes=30))
+        series = reports.comparison(now, admin_a)["series"]
+    assert [s["label"].split(" (")[0] for s in series] == ["今回の訓練", DEMO_TITLE]
+    assert series[1]["share"] == round(10 / 12, 4)
