@@ -70,6 +70,7 @@ class SafetyProgressConsumer(AsyncJsonWebsocketConsumer):
         self.trailing = False
         self.wake = asyncio.Event()
         self.last_sent = 0.0
+        self.query_s = 0.0
         await self._send(first)
         self.sender = asyncio.create_task(self._send_loop())
 
@@ -87,15 +88,22 @@ class SafetyProgressConsumer(AsyncJsonWebsocketConsumer):
                         await asyncio.wait_for(self.wake.wait(), self.refresh_every)
                     except TimeoutError:
                         pass
-                wait = self.last_sent + self.interval - loop.time()
+                # The snapshot is computed as late as it can be and still go out when the
+                # second is up: started that long before, the last one's duration.
+                wait = self.last_sent + self.interval - self.query_s - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 # After a change: this snapshot, and one more a second later.
                 self.trailing, self.dirty = self.dirty, False
+                started = loop.time()
                 snapshot = await _snapshot(self.schema, self.user_id, self.check_id)
+                self.query_s = min(loop.time() - started, self.interval / 2)
                 if snapshot is None:
                     await self.close(code=4403)
                     return
+                wait = self.last_sent + self.interval - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # never two messages within `interval`
                 await self._send(snapshot)
             except asyncio.CancelledError:
                 raise

@@ -136,14 +136,14 @@ class AnswerEdge:
         task.add_done_callback(self.tasks.discard)
 
     async def _after(self, schema: str, check_ids: set[int]) -> None:
-        try:
-            await _enqueue_apply(schema)
-        except Exception:
-            logger.exception("answer edge: apply task of %s not enqueued; the sweep applies the answers", schema)
         for check_id in check_ids:
             if answers.progress_changed_is_due(schema, check_id):
                 await events.publish_now(schema, [answers.progress_audience(check_id)],
                                          answers.progress_changed_event(check_id))
+        try:
+            await _enqueue_apply(schema)
+        except Exception:
+            logger.exception("answer edge: apply task of %s not enqueued; the sweep applies the answers", schema)
 
 
 @sync_to_async(thread_sensitive=False)
