@@ -64,10 +64,14 @@ def run() -> list[Metric]:
                     started = time.perf_counter()
                     do_start_check(admin, check)
                     reached, last = 0, started
+                    marks = {}  # share reached → seconds
                     while time.perf_counter() - started < TIMEOUT_S:
                         now_reached = Ask.objects.filter(safety_check=check, reached=True).count()
                         if now_reached != reached:
                             reached, last = now_reached, time.perf_counter()
+                            for share in (0.5, 0.8, 0.95):
+                                if reached >= share * RESIDENTS:
+                                    marks.setdefault(share, round(last - started, 1))
                         if reached == RESIDENTS:
                             break
                         time.sleep(1.0)
@@ -83,7 +87,8 @@ def run() -> list[Metric]:
                 print(f"round {round_ + 1}: {reached} of {RESIDENTS} reached in {seconds:.1f} s "
                       f"(worker CPU {celery['worker'].cpu_seconds() - cpu:.0f} s); LINE showed {len(shown)} users "
                       f"in {counts.get('/v2/bot/message/multicast', 0)} multicasts, SMS to {len(texted)} numbers; "
-                      f"duplicates {twice}, never shown {never}, 429s {limited}; asks {states}", flush=True)
+                      f"duplicates {twice}, never shown {never}, 429s {limited}; asks {states}; "
+                      f"seconds to 50/80/95%: {marks}", flush=True)
                 if twice or never or limited:
                     print("!! duplicates, residents never shown, or 429s: the run does not count", flush=True)
                     seconds = float("inf")
