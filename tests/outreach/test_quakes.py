@@ -12,6 +12,7 @@ from outreach import quakes
 from outreach.models import Ask, QuakeReport, QuakeSettings, SafetyCheck
 from tenants.accounts.models import STAFF_ROLES, User
 from tenants.context import tenant_scope
+from tests.notifications.conftest import fake_providers  # noqa: F401 - the fixture
 from watch.models import Area, Resident
 
 pytestmark = pytest.mark.django_db
@@ -132,3 +133,24 @@ def test_the_command_goes_through_every_tenant(town, tenant_b, capsys):
         assert SafetyCheck.objects.get().state == SafetyCheck.State.HELD
     with pytest.raises(CommandError):
         call_command("quake_report", "--event-id", "jma-2", "--region", "京都府南部", "--intensity", "9")
+
+
+def test_the_asking_sweep_starts_a_held_check_when_its_wakeup_comes(town, fake_providers):  # noqa: F811
+    from outreach.asking import ASKING
+    from outreach.tasks import sweep_asking
+    from tenants.models import Wakeup
+    from tenants.wakeups import do_set_wakeup
+
+    with tenant_scope("tenant_a"):
+        check = report().check
+        assert Wakeup.objects.get(tenant__schema_name="tenant_a", purpose=ASKING).due_at == check.send_at
+        assert sweep_asking() == 0  # not yet
+        past = timezone.now() - timedelta(seconds=1)
+        SafetyCheck.objects.filter(pk=check.pk).update(send_at=past)
+        do_set_wakeup("tenant_a", ASKING, past)
+    assert sweep_asking() == 1
+    with tenant_scope("tenant_a"):
+        check.refresh_from_db()
+        assert check.state == SafetyCheck.State.OPEN
+        assert Ask.objects.filter(safety_check=check, reached=True).count() == 3
+    assert len(fake_providers.shown_to(f"U{0:032x}")) == 1
