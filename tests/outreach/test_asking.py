@@ -280,3 +280,18 @@ def test_the_line_rate_limit_waits_for_the_tenths_other_processes_used_up_in_red
     assert taken >= tick + 3
     later = [int(redis.get(f"mimamori:line-rate:{channel}:multicast:{t}") or 0) for t in range(tick + 3, taken + 1)]
     assert sum(later) == 1  # this one request, in a tenth nobody had used up
+
+
+def test_a_paused_provider_is_not_called_and_the_ask_waits_for_it(fake_providers, area, settings, monkeypatch):
+    from notifications.delivery import BREAKER
+
+    with tenant_scope("tenant_a"):
+        residents(area, 1)
+        asking.do_create_asks(make_check(), Resident.objects.all())
+        now = timezone.now()
+        monkeypatch.setitem(BREAKER.open_until, f"line:{settings.LINE_API_BASE}", now + timedelta(seconds=30))
+        assert asking.do_dispatch(now=now) == 0
+        ask = Ask.objects.get()
+        assert (ask.state, ask.channel_index) == (Ask.State.QUEUED, 0)
+        assert ask.next_attempt_at > now + timedelta(seconds=20)
+        assert fake_providers.to(MULTICAST) == [] and AskAttempt.objects.count() == 0
