@@ -303,6 +303,8 @@ def follow_up_visitor(resident: Resident):
     from watch.visits import visitor_candidates
 
     candidates = visitor_candidates(resident)
+    if not candidates:
+        return None
     assigned = set(Assignment.objects.filter(resident=resident).values_list("user_id", flat=True))
     for wanted in ((User.Role.VOLUNTEER, True), (User.Role.CASE_WORKER, True), (User.Role.CASE_WORKER, False)):
         for user in candidates:
@@ -371,13 +373,17 @@ def do_follow_up_check(check: SafetyCheck) -> dict:
         ends_on = today if real else today + timedelta(days=DRILL_VISIT_DAYS - 1)
         note = follow_up_note(check)
         since = check.started_at
+        # What an earlier run cut short already did (the lock keeps other runs out meanwhile).
+        visited = set(Visit.objects.filter(purpose=Visit.Purpose.FOLLOW_UP, note=note, created_at__gte=since)
+                      .values_list("resident_id", flat=True))
+        raised = set(Concern.objects.filter(cause=Concern.Cause.DRILL_NO_RESPONSE, note=note, opened_at__gte=since)
+                     .values_list("resident_id", flat=True)) if real else set()
         for ask in silent_asks(check).iterator(chunk_size=500):
             resident = ask.resident
             if resident.status == Resident.Status.ENDED:
                 continue
             with transaction.atomic():
-                if not Visit.objects.filter(resident=resident, purpose=Visit.Purpose.FOLLOW_UP, note=note,
-                                            created_at__gte=since).exists():
+                if resident.pk not in visited:
                     visitor = follow_up_visitor(resident)
                     try:
                         if visitor is None or planner is None:
@@ -387,8 +393,7 @@ def do_follow_up_check(check: SafetyCheck) -> dict:
                         result["visits"] += 1
                     except ValidationError:  # refused before anything is written: the list shows them to staff
                         result["nobody"] += 1
-                if real and not Concern.objects.filter(resident=resident, cause=Concern.Cause.DRILL_NO_RESPONSE,
-                                                       opened_at__gte=since, note=note).exists():
+                if real and resident.pk not in raised:
                     do_raise_concern(resident=resident, cause=Concern.Cause.DRILL_NO_RESPONSE, note=note,
                                      safety_check=check.pk)
                     result["concerns"] += 1
