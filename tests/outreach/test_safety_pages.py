@@ -402,3 +402,17 @@ def test_a_check_held_after_an_earthquake_report_says_when_it_goes_out_and_can_b
         check.refresh_from_db()
     assert check.state == SafetyCheck.State.OPEN and check.started_by_id == admin_a.pk
     assert count(Ask, safety_check=check) == 1
+
+
+def test_the_list_shows_drills_and_real_events_and_only_managers_get_the_start_link(admin_a, kodo_staff, hanako,
+                                                                                   shigeru):
+    drill = start(admin_a, make_check(admin_a, title="秋の訓練"))
+    real = make_check(admin_a, title="台風", kind=SafetyCheck.Kind.REAL)
+    page = signed_in("admin-a", language="ja").get("/outreach/safety/").content.decode()
+    assert "秋の訓練" in page and "台風" in page and "訓練" in page and "実際の災害" in page
+    assert "未開始" in page and "問いかけ中" in page
+    row = page.split(f'data-testid="check-{drill.pk}"')[1].split("</tr>")[0]
+    assert "0 / 2" in row  # nobody answered yet, of two asked
+    assert 'data-testid="start-link"' in signed_in("admin-a").get(f"/outreach/safety/{real.pk}/").content.decode()
+    kodo = signed_in("staff-kodo").get(f"/outreach/safety/{real.pk}/").content.decode()
+    assert 'data-testid="start-link"' not in kodo and 'data-testid="cancel"' not in kodo
