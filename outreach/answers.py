@@ -254,6 +254,7 @@ def sms_choices(kind: str) -> str:
 @dataclass
 class MessageResult:
     recorded: list[str] = field(default_factory=list)  # the answers recorded (one per ask answered)
+    kinds: list[str] = field(default_factory=list)  # the kind of each question answered
     already: list[Ask] = field(default_factory=list)  # asks answered before
     understood: bool = True
     waiting: bool = True  # any question was waiting for this resident
@@ -276,6 +277,7 @@ def do_answer_by_message(resident: Resident, text: str, via: str, *, contact: Co
     for ask in asks:
         if answer in OUTCOMES[ask.kind] and do_record_answer(ask, answer, via, contact=contact):
             result.recorded.append(answer)
+            result.kinds.append(ask.kind)
     if not asks:
         result.already = _answered_recently(resident)
     elif not result.recorded and answer not in {a for ask in asks for a in OUTCOMES[ask.kind]}:
@@ -292,8 +294,8 @@ def message_reply(resident: Resident, result: MessageResult) -> str:
     """What the resident is told back, in their language."""
     with translation.override(resident_language(resident)):
         if result.recorded:
-            kind = Ask.Kind.SAFETY if Answer.NEED_HELP in result.recorded else None
-            label = answer_label(kind or Ask.Kind.CHECKIN, result.recorded[0])
+            # Named as the first question answered (the newest: a safety check before a check-in) offers it.
+            label = answer_label(result.kinds[0], result.recorded[0])
             text = _("Thank you. Your answer “%(answer)s” was received.") % {"answer": label}
             if Answer.NEED_HELP in result.recorded:
                 text += " " + _("Someone will contact you soon.")

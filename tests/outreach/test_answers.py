@@ -355,3 +355,24 @@ def test_only_people_who_see_the_resident_record_their_answer(client_a, hanako):
     client.sign_in(officer.username)
     # The officer has no area: they see nobody, so the question is not theirs.
     assert client.post(record_url(ask), {"answer": "fine", "channel": "visit"}).status_code == HTTPStatus.NOT_FOUND
+
+
+def test_an_sms_from_a_number_two_residents_share_answers_neither_and_says_so(
+        client_a, reachable, areas_a, fake_providers):  # noqa: F811
+    from tests.watch.conftest import make_resident
+
+    with tenant_scope("tenant_a"):
+        spouse = make_resident(areas_a["block"], "山田 太郎", mobile_phone="09012345678")
+    asks = [ask_of(reachable), ask_of(spouse)]
+    response = post_sms(client_a, sms_params("1", sender=E164))
+    assert "リンク" in response.content.decode()
+    assert [reloaded(ask).answer for ask in asks] == ["", ""]
+
+
+def test_a_resident_whose_language_is_english_is_thanked_in_english(client_a, reachable, fake_providers):  # noqa: F811
+    with tenant_scope("tenant_a"):
+        type(reachable).objects.filter(pk=reachable.pk).update(language="en")
+    ask = ask_of(reachable)
+    response = post_sms(client_a, sms_params("１", sender=E164))
+    assert "Thank you. Your answer “I'm safe” was received." in response.content.decode()
+    assert reloaded(ask).answer == "fine"
