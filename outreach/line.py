@@ -20,12 +20,13 @@ from notifications.models import Channel as NotificationChannel
 from notifications.models import ReceivedWebhookEvent
 from outreach import answers
 from outreach.models import Answer, Ask
-from outreach.reach import LinkResult, do_complete_link, resident_of_line_account
+from outreach.reach import LinkResult, do_complete_link
 from tenants.context import absolute_url
 from watch.actions import do_log_contact
 from watch.models import Channel, Resident
 
 logger = logging.getLogger(__name__)
+
 
 def handle_line_event(sender, event, line_user_id: str, **kwargs) -> str | None:
     """The receiver of notifications.hooks.line_event_received."""
@@ -55,7 +56,8 @@ def handle_line_event(sender, event, line_user_id: str, **kwargs) -> str | None:
         except IntegrityError:
             logger.info("LINE event %s received again: ignored", event.webhook_event_id)
             return None
-        resident = resident_of_line_account(line_user_id)
+        # The one lookup of a resident by address (residents who ended watch-over are nobody's).
+        resident = next(iter(answers.residents_at_address(Channel.LINE, line_user_id)), None)
         language = answers.resident_language(resident) if resident is not None else settings.LANGUAGE_CODE
         with translation.override(language):
             return handler(event, line_user_id, resident)

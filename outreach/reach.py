@@ -178,10 +178,6 @@ def do_unlink_line(*, actor, resident: Resident) -> bool:
     return True
 
 
-def resident_of_line_account(line_user_id: str) -> Resident | None:
-    return Resident.objects.filter(line_user_id=line_user_id).exclude(line_user_id="").first() if line_user_id else None
-
-
 # The order of channels -------------------------------------------------------------------
 
 def check_reach_channels(channels: list[str]) -> list[str]:

@@ -49,8 +49,8 @@ def run(capture, now):
 def test_a_checkin_is_asked_once_at_its_minute_over_the_first_channel_and_please_call_me_is_urgent(
     client_a, linked, shigeru, fake, django_capture_on_commit_callbacks
 ):
-    now = timezone.now().replace(second=30, microsecond=0)
-    agree(linked, local(now).time().replace(second=0))
+    now = timezone.now()
+    agree(linked, local(now).time().replace(second=0, microsecond=0))
     agree(shigeru, (local(now) + timedelta(minutes=30)).time().replace(second=0))  # not yet
     assert run(django_capture_on_commit_callbacks, now) == 1
     assert run(django_capture_on_commit_callbacks, now + timedelta(seconds=20)) == 0
