@@ -31,15 +31,19 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from config.http import BodyLimit, SecurityHeaders  # noqa: E402
 from notifications.routing import websocket_urlpatterns  # noqa: E402
+from outreach.edge import AnswerEdge  # noqa: E402
+from outreach.routing import websocket_urlpatterns as outreach_websocket_urlpatterns  # noqa: E402
 from tenants.websocket import TenantWebsocketMiddleware  # noqa: E402
 from watch.edge import Edge  # noqa: E402
 
 # Device heartbeats and volunteers' check-ins are answered at the edge (watch/edge.py);
 # every answer, the edge's and Django's, passes the same guards (config/http.py).
 edge = Edge(django_asgi_app)
+# Residents' answer-link POSTs too (outreach/edge.py), in front of the same edge and its pool.
+answer_edge = AnswerEdge(edge)
 application = ProtocolTypeRouter(
     {
-        "http": SecurityHeaders(BodyLimit(edge)),
-        "websocket": TenantWebsocketMiddleware(URLRouter(websocket_urlpatterns)),
+        "http": SecurityHeaders(BodyLimit(answer_edge)),
+        "websocket": TenantWebsocketMiddleware(URLRouter([*websocket_urlpatterns, *outreach_websocket_urlpatterns])),
     }
 )

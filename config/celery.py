@@ -1,6 +1,7 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -29,6 +30,18 @@ app.conf.beat_schedule = {
         "schedule": 60 * 60,
         "args": ("tenants.accounts.tasks.clear_expired_sessions",),
     },
+    # Questions to residents go out, move on after silence, and held checks start when due,
+    # even if their task was lost (see outreach.asking); the wakeup is rebuilt from the asks.
+    "sweep-asking": {"task": "outreach.sweep_asking", "schedule": 2.0, "options": {"expires": 10}},
+    "rebuild-asking-wakeup": {"task": "tenants.fan_out", "schedule": 60.0,
+                              "args": ("outreach.tasks.rebuild_asking_wakeup",), "options": {"expires": 50}},
+    # Daily check-ins due this minute are asked at its start; unanswered ones are logged
+    # (see outreach.checkins). A missed minute is caught up by the next run.
+    "daily-checkins": {"task": "tenants.fan_out", "schedule": crontab(minute="*"),
+                       "args": ("outreach.tasks.run_daily_checkins",), "options": {"expires": 50}},
+    # Safety checks past their deadline (or closed): silent residents become visits (see outreach.safety).
+    "follow-up-safety-checks": {"task": "tenants.fan_out", "schedule": 60.0,
+                                "args": ("outreach.tasks.follow_up_safety_checks",), "options": {"expires": 50}},
     # Re-drives notifications whose delivery message was lost (dead worker, flushed Redis).
     "deliveries": {"task": "tenants.fan_out", "schedule": 60.0,
                    "args": ("notifications.tasks.sweep_deliveries",), "options": {"expires": 50}},

@@ -15,6 +15,13 @@ LINE user id): a watched resident answering a question, most likely. Same guaran
 receiver returns the text to answer with, or None; no receiver answering means nobody
 was waiting for that message.
 
+`line_event_received(sender, event, line_user_id)`: a LINE webhook event (line-bot-sdk's
+object, signature checked) that is not a user's reply: one from a LINE account linked to
+no user (a resident's message or answer-button tap), or a `follow` or `accountLink`
+event (linking a resident's LINE account). Runs in the tenant's schema, in the request;
+the receiver records the `webhookEventId` itself, so a redelivered event changes
+nothing. A receiver returns the text to reply with (LINE's reply API), or None.
+
 `answerable_kinds`: the notification kinds whose LINE message carries the answer button
 (the app that receives the answers adds its kinds at start-up).
 """
@@ -22,4 +29,5 @@ from django.dispatch import Signal
 
 reply_received = Signal()
 resident_message_received = Signal()
+line_event_received = Signal()
 answerable_kinds: set[str] = set()

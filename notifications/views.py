@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from notifications import actions, credentials, delivery
+from notifications import actions, credentials, delivery, hooks
 from notifications.models import Channel, ReceivedWebhookEvent
 from tenants.accounts.models import STAFF_ROLES
 
@@ -188,11 +188,13 @@ def failed(request):
 def line_webhook(request):
     """LINE Messaging API webhook. Refuses (400) anything without a valid signature of
     the channel secret, before reading it. A text message from a linked person, or a tap
-    on the answer button under one of their own notifications, is passed on as a reply,
-    and answered with LINE's reply API."""
+    on the answer button under one of their own notifications, is passed on as a reply;
+    any other event from a LINE account (a resident's message or tap, adding the official
+    account, an account link) goes to `hooks.line_event_received`. Either answer goes
+    back with LINE's reply API (free), never a push."""
     from linebot.v3 import WebhookParser
     from linebot.v3.exceptions import InvalidSignatureError
-    from linebot.v3.webhooks import MessageEvent, PostbackEvent, TextMessageContent
+    from linebot.v3.webhooks import MessageEvent, PostbackEvent
 
     signature = request.headers.get("X-Line-Signature", "")
     secret = credentials.current().line_channel_secret  # this tenant's LINE account, or the platform's
@@ -208,35 +210,47 @@ def line_webhook(request):
         logger.warning("LINE webhook refused: unreadable body")
         return HttpResponseBadRequest(_("This request cannot be read."))
     for event in events:
-        text, notification_id = "", None
-        if isinstance(event, MessageEvent) and isinstance(event.message, TextMessageContent):
-            text = event.message.text
-        elif isinstance(event, PostbackEvent):
-            notification_id = delivery.notification_id_of_postback(event.postback.data)
-            if notification_id is None:
-                continue
-        else:
-            continue
-        if not 0 < len(event.webhook_event_id) <= ReceivedWebhookEvent._meta.get_field("event_id").max_length:
+        event_id = getattr(event, "webhook_event_id", None) or ""
+        if not 0 < len(event_id) <= ReceivedWebhookEvent._meta.get_field("event_id").max_length:
             logger.warning("LINE event with an unusable webhookEventId ignored")
             continue
         line_user_id = getattr(event.source, "user_id", None)
-        user = actions.get_user_for_line_id(line_user_id) if line_user_id else None
-        if user is None:
-            logger.info("LINE event from an unlinked LINE user ignored (%s…)", (line_user_id or "")[:9])
+        if not line_user_id:
             continue
-        try:
-            notification = (actions.get_notification_for_user(user, notification_id)
-                            if notification_id is not None else None)
-        except Http404:
-            logger.warning("LINE answer button of user %s names notification %s, not theirs: ignored",
-                           user.pk, notification_id)
-            continue
-        answer = actions.do_receive_reply(user=user, channel=Channel.LINE.value, event_id=event.webhook_event_id,
-                                          text=text, notification=notification)
-        if answer and event.reply_token:
+        user = actions.get_user_for_line_id(line_user_id)
+        if user is not None and isinstance(event, MessageEvent | PostbackEvent):
+            answer = _line_reply_of_user(user, event)
+        else:
+            # Users first: a LINE account of no user may be a resident's (outreach.line).
+            answers = hooks.line_event_received.send(sender=line_webhook, event=event, line_user_id=line_user_id)
+            answer = next((answer for _receiver, answer in answers if answer), None)
+        if answer and getattr(event, "reply_token", None):
             delivery.PROVIDERS[Channel.LINE.value].reply(event.reply_token, answer)
     return HttpResponse("OK")
+
+
+def _line_reply_of_user(user, event) -> str | None:
+    """A person's text or tap on their own notification's answer button, passed on as a reply."""
+    from linebot.v3.webhooks import MessageEvent, PostbackEvent, TextMessageContent
+
+    text, notification_id = "", None
+    if isinstance(event, MessageEvent) and isinstance(event.message, TextMessageContent):
+        text = event.message.text
+    elif isinstance(event, PostbackEvent):
+        notification_id = delivery.notification_id_of_postback(event.postback.data)
+        if notification_id is None:
+            return None
+    else:
+        return None
+    try:
+        notification = (actions.get_notification_for_user(user, notification_id)
+                        if notification_id is not None else None)
+    except Http404:
+        logger.warning("LINE answer button of user %s names notification %s, not theirs: ignored",
+                       user.pk, notification_id)
+        return None
+    return actions.do_receive_reply(user=user, channel=Channel.LINE.value, event_id=event.webhook_event_id,
+                                    text=text, notification=notification)
 
 
 TWILIO_MESSAGE_SID = re.compile(r"^[SM]M[0-9a-f]{32}$")
@@ -247,7 +261,8 @@ TWILIO_MESSAGE_SID = re.compile(r"^[SM]M[0-9a-f]{32}$")
 def sms_webhook(request):
     """Twilio's webhook for an SMS to the tenant's number. Refuses (403) anything without
     a valid X-Twilio-Signature of this tenant's Twilio account, before reading it; an SMS
-    from the number of a person is passed on as a reply, and answered in the TwiML."""
+    from the number of a person is passed on as a reply, one from any other number as a
+    resident's message (an answer to a question); either is answered in the TwiML."""
     from twilio.request_validator import RequestValidator
     from twilio.twiml.messaging_response import MessagingResponse
 
@@ -266,11 +281,15 @@ def sms_webhook(request):
     twiml = MessagingResponse()
     user = actions.get_user_for_phone(sender)
     if user is None:
-        logger.info("SMS from an unknown number ignored (%s…)", sender[:6])
+        # Not a person of the organisation: perhaps a resident answering a question.
+        answer = actions.do_receive_resident_message(channel=Channel.SMS.value, address=sender, event_id=sid,
+                                                     text=post["Body"])
+        if answer is None:
+            logger.info("SMS from an unknown number ignored (%s…)", sender[:6])
     else:
         answer = actions.do_receive_reply(user=user, channel=Channel.SMS.value, event_id=sid, text=post["Body"])
-        if answer:
-            twiml.message(answer)
+    if answer:
+        twiml.message(answer)
     return HttpResponse(str(twiml), content_type="text/xml; charset=utf-8")
 
 

@@ -108,3 +108,13 @@ def answer_by_device(sender, resident_id, press, contact_id, **kwargs):
     except Exception:
         logger.exception("could not record the device press of resident %s as an answer", resident_id)
 
+
+from notifications.hooks import line_event_received  # noqa: E402 - appended with its receiver
+
+
+@receiver(line_event_received, dispatch_uid="outreach-resident-line-event")
+def answer_resident_line_event(sender, event, line_user_id, **kwargs):
+    """A LINE event that is not a user's reply: a resident's answer, message or account link."""
+    from outreach.line import handle_line_event
+
+    return handle_line_event(sender, event, line_user_id)

@@ -42,6 +42,24 @@ def apply_answers() -> int:
     return total
 
 
+@tenant_task(acks_late=True)
+def send_notice(notice_id: int, attempt: int = 0) -> dict:
+    """Send a published notice's LINE receipts (outreach.board); each batch keeps its LINE
+    retry key, so a run repeated after a lost answer shows it to nobody twice. A transient
+    failure tries again later, SEND_ATTEMPTS times in all; then the rest goes on paper."""
+    from django.db import connection
+
+    from outreach.board import SEND_ATTEMPTS, SEND_RETRY_SECONDS, do_put_on_paper, do_send_notice
+    from tenants.tasks import enqueue
+
+    result = do_send_notice(notice_id)
+    if result["retry"] and attempt + 1 < SEND_ATTEMPTS:
+        enqueue(send_notice, connection.schema_name, notice_id, attempt + 1, countdown=SEND_RETRY_SECONDS)
+    elif result["retry"]:
+        result["paper"] += do_put_on_paper(notice_id)
+    return result
+
+
 # Asking residents (outreach.asking): the dispatcher, its wakeup sweep and its rebuild.
 
 @tenant_task(acks_late=True)
@@ -83,3 +101,36 @@ def rebuild_asking_wakeup() -> None:
         from django.db import connection
 
         do_lower_wakeup(connection.schema_name, ASKING, due)
+
+
+@tenant_task
+def send_waiting_notices() -> int:
+    """Periodic (beat, per tenant): send again the notices whose LINE receipts wait (their
+    task was lost); LINE's retry keys keep every household from seeing one twice."""
+    from outreach.board import do_send_notice, notices_waiting_for_line
+
+    notice_ids = notices_waiting_for_line()
+    for notice_id in notice_ids:
+        do_send_notice(notice_id)
+    return len(notice_ids)
+
+
+@tenant_task
+def run_daily_checkins() -> int:
+    """Every minute (beat, per tenant): ask today's check-ins whose time has come, and log
+    the ones nobody answered as NO_ANSWER contacts (outreach.checkins)."""
+    from outreach.checkins import do_create_due_checkins, do_log_unanswered_checkins
+
+    made = do_create_due_checkins()
+    do_log_unanswered_checkins()
+    return made
+
+
+@tenant_task
+def follow_up_safety_checks() -> int:
+    """Periodic (beat, per tenant): the silent residents of safety checks whose deadline
+    passed (or that were closed) become follow-up visits, and for a real event concerns;
+    once per check (outreach.safety.do_follow_up_due_checks)."""
+    from outreach.safety import do_follow_up_due_checks
+
+    return len(do_follow_up_due_checks(timezone.now()))

@@ -194,6 +194,19 @@ EXPECTED: dict[str, dict[str, dict]] = {
     # -- issue 10: home and pages (H6/H7) --
     # The import's CSV template (headers and a made-up example): for those who may import.
     "watch:import_template": {"GET": signed_in(403, b_on_b=200, staff=200), "POST": signed_in(405)},
+    # -- issue 11: safety checks --
+    # Only staff and administrators; staff elsewhere see A's check (and in it none of A's
+    # residents of 大住) but may not start, close or cancel it; B's ids are 404 at home.
+    "outreach:safety_checks": {"GET": signed_in(403, b_on_b=200, staff=200), "POST": signed_in(405)},
+    # An area that is not one's own is refused with a message, like any bad field.
+    "outreach:safety_new": {"GET": signed_in(403, b_on_b=200, staff=200),
+                            "POST": signed_in(403, b_on_b=400, staff=400)},
+    **{f"outreach:{name}": {"GET": signed_in(403, b_on_b=404, staff=200), "POST": signed_in(405)} for name in (
+        "safety_check", "safety_progress", "safety_follow_up", "safety_report", "safety_export_csv",
+        "safety_export_xlsx")},
+    "outreach:safety_start": {"GET": signed_in(403, b_on_b=404, staff=200), "POST": signed_in(403, b_on_b=404)},
+    "outreach:safety_close": {"GET": signed_in(405), "POST": signed_in(403, b_on_b=404)},
+    "outreach:safety_cancel": {"GET": signed_in(405), "POST": signed_in(403, b_on_b=404)},
 }
 
 # Which of A's objects fills each parameter of a route (names of `a`, built below).
@@ -249,6 +262,10 @@ ROUTE_ARGS: dict[str, dict[str, str]] = {
     "watch:visit_reassign": {"pk": "visit"},
     "watch:visit_cancel": {"pk": "visit"},
     # -- issue 10: home and pages (H6/H7) --
+    # -- issue 11: safety checks --
+    **{f"outreach:{name}": {"pk": "safety_check"} for name in (
+        "safety_check", "safety_progress", "safety_start", "safety_close", "safety_cancel", "safety_follow_up",
+        "safety_report", "safety_export_csv", "safety_export_xlsx")},
 }
 CREDENTIALS = {"reset_token", "invitation_token", "ack_token", "device_token"}
 
@@ -308,6 +325,13 @@ BODIES = {
         "visit": a.visit.pk, f"outcome-{a.visit.pk}": "fine", f"note-{a.visit.pk}": "",
         f"at-{a.visit.pk}": timezone.localtime().strftime("%Y-%m-%dT00:01")},
     # -- issue 10: home and pages (H6/H7) --
+    # -- issue 11: safety checks --
+    "outreach:safety_new": lambda a, persona: {
+        "title": "訓練", "kind": "drill", "question": "ご無事ですか？", "scope": "areas",
+        "areas": [a.areas["osumi"].pk], "channels": ["line"], "silence_minutes": "10", "deadline": timezone.localtime(
+            timezone.now() + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")},
+    **{f"outreach:{name}": lambda a, persona: {"confirm": "1"} for name in (
+        "safety_start", "safety_close", "safety_cancel")},
 }
 JSON_BODIES = {"notifications:webpush_subscription"}  # posted by scripts as JSON
 QUERIES = {"api:api_residents": lambda a: {"area": a.areas["osumi"].pk}}
@@ -465,6 +489,15 @@ def world(tenant_a, tenant_b, areas_a, hanako, admin_a, volunteer_a, outsider_b,
                                        starts_on=timezone.localdate(), note="玄関の鍵は隣の佐藤さん")
         extra["visit_visitor"] = volunteer_a.pk
         # -- issue 10: home and pages (H6/H7) --
+        # -- issue 11: safety checks --
+        from outreach.models import Ask
+        from outreach.safety import do_create_check, do_start_check
+
+        extra["safety_check"] = do_create_check(
+            admin_a, "12月の訓練", "ご無事ですか？", "drill", {"areas": [areas_a["osumi"].pk]}, False, ["line", "sms"],
+            [10, 30], timezone.now() + timedelta(hours=2))
+        do_start_check(admin_a, extra["safety_check"])
+        Ask.objects.filter(safety_check=extra["safety_check"]).update(reached=False)  # on the report's list
     return SimpleNamespace(
         tenant=tenant_a.pk, areas=areas_a, resident=hanako, concern=concern, notification=notification,
         device=device, user=user, invitation=invitation, contact_note=contact_note, signal="ok",
