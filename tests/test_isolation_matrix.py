@@ -207,6 +207,30 @@ EXPECTED: dict[str, dict[str, dict]] = {
     "outreach:safety_start": {"GET": signed_in(403, b_on_b=404, staff=200), "POST": signed_in(403, b_on_b=404)},
     "outreach:safety_close": {"GET": signed_in(405), "POST": signed_in(403, b_on_b=404)},
     "outreach:safety_cancel": {"GET": signed_in(405), "POST": signed_in(403, b_on_b=404)},
+    # -- issue 11: answers, voice, reach, notices --
+    # Recording an answer after a visit or call: only those who see the resident (none of these).
+    "outreach:record_answer": {"GET": signed_in(404), "POST": signed_in(404)},
+    # Residents' pages take a token, never a session: a made-up token on A's host and A's
+    # real one on B's host are alike unknown.
+    "residents:answer": {"GET": everyone(404), "POST": everyone(404)},
+    # Twilio's signature is checked before anything else.
+    "residents:voice": {"GET": everyone(403), "POST": everyone(403)},
+    "residents:voice_answer": {"GET": everyone(405), "POST": everyone(403)},
+    # The resident is looked up (404) before the role is asked.
+    "outreach:reach": {"GET": signed_in(404), "POST": signed_in(404)},
+    **{f"outreach:{name}": {"GET": signed_in(405), "POST": signed_in(404)} for name in (
+        "reach_checkin", "line_code", "line_unlink")},
+    # Without LINE's link token the page has nothing to link.
+    "residents:line_link": {"GET": everyone(400), "POST": everyone(400)},
+    # The board: volunteers are refused before anything is looked up; an empty post names no area.
+    "outreach:notices": {"GET": signed_in(403, b_on_b=200, officer=200, staff=200), "POST": signed_in(405)},
+    "outreach:notice_new": {"GET": signed_in(403, b_on_b=200, officer=200, staff=200),
+                            "POST": signed_in(403, b_on_b=400, officer=400, staff=400)},
+    **{f"outreach:{name}": {"GET": signed_in(403, b_on_b=404, officer=404, staff=404), "POST": signed_in(405)}
+       for name in ("notice", "notice_print", "notice_attachment")},
+    "outreach:notice_reply_slip": {"GET": signed_in(405), "POST": signed_in(403, b_on_b=404, officer=404, staff=404)},
+    "residents:notice": {"GET": everyone(404), "POST": everyone(404)},
+    "residents:notice_attachment": {"GET": everyone(404), "POST": everyone(405)},
 }
 
 # Which of A's objects fills each parameter of a route (names of `a`, built below).
@@ -266,8 +290,20 @@ ROUTE_ARGS: dict[str, dict[str, str]] = {
     **{f"outreach:{name}": {"pk": "safety_check"} for name in (
         "safety_check", "safety_progress", "safety_start", "safety_close", "safety_cancel", "safety_follow_up",
         "safety_report", "safety_export_csv", "safety_export_xlsx")},
+    # -- issue 11: answers, voice, reach, notices --
+    "outreach:record_answer": {"pk": "ask"},
+    "residents:answer": {"token": "answer_token"},
+    "residents:voice": {"token": "answer_token"},
+    "residents:voice_answer": {"token": "answer_token"},
+    **{f"outreach:{name}": {"resident_id": "resident"} for name in ("reach", "reach_checkin", "line_code",
+                                                                     "line_unlink")},
+    **{f"outreach:{name}": {"pk": "notice"} for name in ("notice", "notice_print")},
+    "outreach:notice_attachment": {"pk": "notice", "attachment_id": "notice_attachment"},
+    "outreach:notice_reply_slip": {"pk": "notice", "receipt_id": "notice_receipt"},
+    "residents:notice": {"token": "notice_token"},
+    "residents:notice_attachment": {"token": "notice_token", "attachment_id": "notice_attachment"},
 }
-CREDENTIALS = {"reset_token", "invitation_token", "ack_token", "device_token"}
+CREDENTIALS = {"reset_token", "invitation_token", "ack_token", "device_token", "answer_token", "notice_token"}
 
 # Valid input, so that scope is the only reason to refuse (a persona's own credentials
 # for the token endpoint: B's do not work on A's host).
@@ -498,6 +534,19 @@ def world(tenant_a, tenant_b, areas_a, hanako, admin_a, volunteer_a, outsider_b,
             [10, 30], timezone.now() + timedelta(hours=2))
         do_start_check(admin_a, extra["safety_check"])
         Ask.objects.filter(safety_check=extra["safety_check"]).update(reached=False)  # on the report's list
+        # -- issue 11: answers, voice, reach, notices --
+        from outreach import board
+        from outreach.answers import answer_token
+        from outreach.models import NoticeReceipt
+
+        extra["ask"] = Ask.objects.filter(safety_check=extra["safety_check"]).order_by("pk").first()
+        extra["answer_token"] = answer_token(extra["ask"])
+        notice = board.do_post_notice(admin_a, title="回覧", body="本文", area_ids=[areas_a["block"].pk],
+                                      reply="attendance", uploads=[board.Upload("a.pdf", 9, lambda: b"%PDF-1.4\n")])
+        extra["notice"] = notice
+        extra["notice_attachment"] = notice.attachments.get()
+        extra["notice_receipt"] = receipt = NoticeReceipt.objects.get(notice=notice, resident=hanako)
+        extra["notice_token"] = board.receipt_token(receipt)
     return SimpleNamespace(
         tenant=tenant_a.pk, areas=areas_a, resident=hanako, concern=concern, notification=notification,
         device=device, user=user, invitation=invitation, contact_note=contact_note, signal="ok",
