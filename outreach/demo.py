@@ -11,7 +11,7 @@ from django.utils import timezone, translation
 from outreach.models import Answer, Ask, SafetyCheck
 from outreach.safety import default_question
 from tenants.accounts.models import User
-from watch.models import Resident
+from watch.models import ContactLog, Outcome, Resident
 from watch.reach import channels_for
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,14 @@ def do_load_demo_drill() -> SafetyCheck | None:
                 state=Ask.State.CLOSED if silent else Ask.State.ANSWERED, first_sent_at=started if plan else None,
                 reached=bool(plan), answer="" if silent else Answer.FINE, answered_at=None if silent else at,
                 answered_via="" if silent else plan[0]))
+        # History: the answers are contacts of that day, written as such, so applying
+        # answers does not log them again (they move no rhythm of today).
+        answered = [ask for ask in asks if ask.answer]
+        contacts = ContactLog.objects.bulk_create([ContactLog(
+            resident=ask.resident, occurred_at=ask.answered_at, channel=ask.answered_via, outcome=Outcome.FINE,
+            note=f"安否確認「{check.title}」: 無事") for ask in answered], batch_size=1000)
+        for ask, contact in zip(answered, contacts, strict=True):
+            ask.contact = contact
         Ask.objects.bulk_create(asks, batch_size=1000)
     logger.info("demo drill %s made with %s asks", check.pk, len(asks))
     return check
