@@ -316,7 +316,7 @@ def test_the_printable_copy_has_one_sheet_with_a_reply_slip_per_household_on_pap
     html = page.content.decode()
     # 花子 by name, 鈴木 (not shared with the association) without one; 佐藤 are on LINE.
     assert html.count('data-testid="sheet"') == 2 and html.count('data-testid="household"') == 1
-    assert "山田 花子" in html and "鈴木" not in html and "I will attend" in html and "@media print" in html
+    assert "山田 花子" in html and "鈴木" not in html and "I will attend" in html and "outreach/board-print.css" in html
 
 
 def test_a_tap_under_the_notice_on_line_marks_it_read_and_answers_with_the_households_link(town, officer, areas_a):
