@@ -35,7 +35,16 @@ from psycopg import sql
 from notifications import events
 from outreach import answers
 from outreach.models import Ask, SafetyCheck
-from watch.edge import CSRF_SECRET, CSRF_SENT, MAX_BODY, UNAVAILABLE, _replayed, _reply, _unavailable
+from watch.edge import (
+    CSRF_SECRET,
+    CSRF_SENT,
+    MAX_BODY,
+    UNAVAILABLE,
+    StatementBatches,
+    _replayed,
+    _reply,
+    _unavailable,
+)
 from watch.models import Channel
 
 logger = logging.getLogger(__name__)
@@ -195,37 +204,15 @@ def _plain_answer(scope, body: bytes) -> str | None:
     return answer
 
 
-class _AnswerBatches:
-    """Answers that arrive while IN_FLIGHT statements run wait and go together in the
-    next one (at most MAX_BATCH): under load a batch grows instead of the queue."""
+class _AnswerBatches(StatementBatches):
+    """Answer-link POSTs, batched as the edge batches heartbeats."""
 
     IN_FLIGHT = 2
-    MAX_BATCH = 500
-
-    def __init__(self, edge: AnswerEdge, loop):
-        self.edge, self.loop = edge, loop
-        self.waiting: list[tuple[str, int, str, asyncio.Future]] = []
-        self.running: set[asyncio.Task] = set()
 
     def answer(self, schema: str, ask_id: int, answer: str) -> asyncio.Future:
         """Resolves to the ask's check id (0 for a check-in) if this answer was recorded,
         None if not (Django answers then)."""
-        future = self.loop.create_future()
-        self.waiting.append((schema, ask_id, answer, future))
-        if len(self.running) < self.IN_FLIGHT:
-            self._start()
-        return future
-
-    def _start(self) -> None:
-        batch, self.waiting = self.waiting[:self.MAX_BATCH], self.waiting[self.MAX_BATCH:]
-        task = self.loop.create_task(self._run(batch))
-        self.running.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task) -> None:
-        self.running.discard(task)
-        if self.waiting and len(self.running) < self.IN_FLIGHT:
-            self._start()
+        return self.add(schema, ask_id, answer)
 
     async def _run(self, batch) -> None:
         by_schema: dict[str, list] = {}

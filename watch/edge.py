@@ -385,24 +385,24 @@ def _session_auth_hash(password: str) -> str:
     return User(password=password).get_session_auth_hash()
 
 
-class _HeartbeatBatches:
-    """Heartbeats of one event loop, in batches: while fewer than IN_FLIGHT statements
-    run (half the pool; the rest is for check-ins), a heartbeat goes at once; otherwise
-    it waits and goes with every other one that arrived meanwhile. Under load a batch
-    grows instead of the queue for connections."""
+class StatementBatches:
+    """Requests of one event loop, in batches: while fewer than IN_FLIGHT statements run, a
+    request goes at once; otherwise it waits and goes with every other one that arrived
+    meanwhile (at most MAX_BATCH). Under load a batch grows instead of the queue for
+    connections. Subclasses run a batch in `_run(batch)`, each item ending in its future."""
 
     IN_FLIGHT = 4
     MAX_BATCH = 500
 
-    def __init__(self, edge: Edge, loop):
+    def __init__(self, edge, loop):
         self.edge, self.loop = edge, loop
-        self.waiting: list[tuple[str, str, asyncio.Future]] = []
+        self.waiting: list[tuple] = []
         self.running: set[asyncio.Task] = set()
 
-    def heartbeat(self, schema: str, token_hash: str) -> asyncio.Future:
-        """(device id if the heartbeat counted, the device's kind or None, its rhythm was overdue)."""
+    def add(self, *item) -> asyncio.Future:
+        """Queue `item`; the future resolves to what `_run` sets for it."""
         future = self.loop.create_future()
-        self.waiting.append((schema, token_hash, future))
+        self.waiting.append((*item, future))
         if len(self.running) < self.IN_FLIGHT:
             self._start()
         return future
@@ -417,6 +417,17 @@ class _HeartbeatBatches:
         self.running.discard(task)
         if self.waiting and len(self.running) < self.IN_FLIGHT:
             self._start()
+
+    async def _run(self, batch: list[tuple]) -> None:
+        raise NotImplementedError
+
+
+class _HeartbeatBatches(StatementBatches):
+    """Heartbeats (half the pool in flight; the rest is for check-ins)."""
+
+    def heartbeat(self, schema: str, token_hash: str) -> asyncio.Future:
+        """(device id if the heartbeat counted, the device's kind or None, its rhythm was overdue)."""
+        return self.add(schema, token_hash)
 
     async def _run(self, batch: list[tuple[str, str, asyncio.Future]]) -> None:
         """Each tenant's pings in a statement of their own, on a connection of their own:
