@@ -128,13 +128,9 @@ def run() -> list[Metric]:
                         time.sleep(1.0)
                     states = dict(Counter(Ask.objects.filter(kind=Ask.Kind.CHECKIN).values_list("state", flat=True)))
                 seconds = last - started if reached == RESIDENTS else float("inf")
-                with fake.lock:
-                    shown = Counter(user for user, _message in fake.line_delivered)
-                    texted = Counter(m["to"] for m in fake.sms_messages)
-                    counts = dict(fake.counts)
-                    limited = fake.rate_limited
-                twice = sum(n - 1 for n in shown.values() if n > 1) + sum(n - 1 for n in texted.values() if n > 1)
-                never = len(line_users - set(shown)) + len(numbers - set(texted))
+                tally = fake.tally(line_users, numbers)
+                shown, texted, counts, limited = tally["shown"], tally["texted"], tally["counts"], tally["limited"]
+                twice, never = tally["twice"], tally["never"]
                 print(f"round {round_ + 1} (due {minute:%H:%M} UTC): {made} asks made by {made_at - started:.1f} s, "
                       f"{reached} of {RESIDENTS} reached in {seconds:.1f} s after the minute began (the LINE ones by "
                       f"{line_last - started:.1f} s) "

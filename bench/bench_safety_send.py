@@ -77,13 +77,9 @@ def run() -> list[Metric]:
                         time.sleep(1.0)
                     seconds = last - started if reached == RESIDENTS else float("inf")
                     states = dict(Counter(Ask.objects.filter(safety_check=check).values_list("state", flat=True)))
-                with fake.lock:
-                    shown = Counter(user for user, _message in fake.line_delivered)
-                    texted = Counter(m["to"] for m in fake.sms_messages)
-                    counts = dict(fake.counts)
-                    limited = fake.rate_limited
-                twice = sum(n - 1 for n in shown.values() if n > 1) + sum(n - 1 for n in texted.values() if n > 1)
-                never = len(line_users - set(shown)) + len(numbers - set(texted))
+                tally = fake.tally(line_users, numbers)
+                shown, texted, counts, limited = tally["shown"], tally["texted"], tally["counts"], tally["limited"]
+                twice, never = tally["twice"], tally["never"]
                 print(f"round {round_ + 1}: {reached} of {RESIDENTS} reached in {seconds:.1f} s "
                       f"(worker CPU {celery['worker'].cpu_seconds() - cpu:.0f} s); LINE showed {len(shown)} users "
                       f"in {counts.get('/v2/bot/message/multicast', 0)} multicasts, SMS to {len(texted)} numbers; "

@@ -125,6 +125,19 @@ class FakeProviders:
         with self.lock:
             return [message for user, message in self.line_delivered if user == line_user_id]
 
+    def tally(self, line_users: set[str], numbers: set[str]) -> dict:
+        """What reached whom, for a benchmark that expects every LINE user in `line_users` and
+        every number in `numbers` to be shown a question once: who was shown, who twice, who never."""
+        from collections import Counter
+
+        with self.lock:
+            shown = Counter(user for user, _message in self.line_delivered)
+            texted = Counter(m["to"] for m in self.sms_messages)
+            counts, limited = dict(self.counts), self.rate_limited
+        return {"shown": shown, "texted": texted, "counts": counts, "limited": limited,
+                "twice": sum(n - 1 for n in [*shown.values(), *texted.values()] if n > 1),
+                "never": len(line_users - set(shown)) + len(numbers - set(texted))}
+
     def summary(self, last: int = 50) -> dict:
         """What the fake received, for a person trying the demo: counts, the latest SMS and
         calls, and the latest LINE messages per user."""
