@@ -125,6 +125,16 @@ class FakeProviders:
         with self.lock:
             return [message for user, message in self.line_delivered if user == line_user_id]
 
+    def reset(self) -> None:
+        """Forget everything received and every rule, as if just started (a module's shared
+        fake between tests: LINE's retry keys too, since ids start again in each test)."""
+        with self.lock:
+            for recorded in (self.requests, self.rules, self.sms_messages, self.calls, self.line_delivered):
+                recorded.clear()
+            for remembered in (self.retry_keys, self.link_tokens, self.counts, self._window):
+                remembered.clear()
+            self.rate_limited = 0
+
     def tally(self, line_users: set[str], numbers: set[str]) -> dict:
         """What reached whom, for a benchmark that expects every LINE user in `line_users` and
         every number in `numbers` to be shown a question once: who was shown, who twice, who never."""

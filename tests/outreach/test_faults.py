@@ -106,11 +106,9 @@ def fake():
 def provider(fake):
     """The module's fake, emptied for this test."""
     fake.release.set()  # anything a previous test left hanging
+    fake.reset()
     with fake.lock:
-        fake.requests.clear()
-        fake.rules.clear()
         fake.answered.clear()
-        fake.sms_messages.clear()
     fake.release = threading.Event()
     return fake
 
