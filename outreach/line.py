@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 
 from notifications.models import Channel as NotificationChannel
 from notifications.models import ReceivedWebhookEvent
-from outreach import answers
+from outreach import answers, board
 from outreach.models import Answer, Ask
 from outreach.reach import LinkResult, do_complete_link
 from tenants.context import absolute_url
@@ -121,9 +121,14 @@ def _not_linked(line_user_id: str) -> str:
 
 
 def _postback(event, line_user_id: str, resident: Resident | None) -> str | None:
+    """An answer button under a question, or a "Read" / choice button under a notice (the
+    notice's receipt holds the LINE account it went to: outreach.board)."""
     parsed = answers.parse_postback(event.postback.data)
     if parsed is None:
-        return None
+        if board.parse_postback(event.postback.data) is None:
+            return None
+        return board.do_receive_line_postback(line_user_id, event.postback.data) or (
+            None if resident is not None else _not_linked(line_user_id))
     if resident is None:
         return _not_linked(line_user_id)
     _kind, answer = parsed

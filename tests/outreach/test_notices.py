@@ -332,6 +332,27 @@ def test_a_tap_under_the_notice_on_line_marks_it_read_and_answers_with_the_house
         assert ContactLog.objects.filter(channel=Channel.NOTICE_READ, resident=town["sato_1"]).count() == 1
 
 
+
+def test_the_read_button_under_a_notice_on_line_reaches_the_board_through_the_webhook(
+        town, officer, areas_a, client_a, fake_providers, django_capture_on_commit_callbacks):  # noqa: F811
+    """What LINE really sends: a signed postback event to the webhook, answered by reply."""
+    from notifications.fake_providers import line_event
+    from tests.outreach.test_line_residents import post_events
+
+    notice = post(officer, [areas_a["block"]], reply="attendance")
+    with django_capture_on_commit_callbacks(execute=True):
+        answered = post_events(client_a, [line_event("postback", "U" + "2" * 32, data=f"notice:{notice.pk}:answer:yes"),
+                                          line_event("postback", "U" + "9" * 32, data=f"notice:{notice.pk}:open")])
+    assert answered.status_code == HTTPStatus.OK
+    with tenant_scope("tenant_a"):
+        sato = NoticeReceipt.objects.get(notice=notice, resident=town["sato_1"])
+        assert (sato.read_via, sato.response) == ("line", "yes")
+        assert NoticeReceipt.objects.filter(notice=notice, read_at__isnull=False).count() == 1
+    replies = [text for _token, text in fake_providers.line_replies()]
+    # The household's answer is acknowledged; a LINE account the notice never went to is told politely.
+    assert replies[0] == "ありがとうございます。回答「出席します」を受け付けました。"
+    assert replies[1].startswith("メッセージありがとうございます。このLINEは、まだ見守りサービスにつながっていません。")
+
 # Isolation ---------------------------------------------------------------------------
 
 def test_outsider_b_gets_nothing_of_tenant_as_notices_and_as_links_do_not_work_on_bs_host(
