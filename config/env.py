@@ -64,3 +64,17 @@ def redis_url_with_db(url: str, offset: int) -> str:
         return f"unix://{parsed.path}?" + "&".join(f"{k}={v}" for k, v in query.items())
     db = (int(parsed.path.lstrip("/") or 0) + offset) % 16
     return parsed._replace(path=f"/{db}").geturl()
+
+
+def celery_broker_url(redis_url: str) -> str:
+    """The broker URL of Celery (kombu) for a redis-py URL. A unix socket is kombu's
+    redis+socket://, whose database is `virtual_host`: kombu ignores `?db=` there and
+    would use database 0, so two test processes (or two platforms on one Redis) shared
+    one queue."""
+    parsed = urlparse(redis_url)
+    if parsed.scheme != "unix":
+        return redis_url
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    if "db" in query:
+        query["virtual_host"] = query.pop("db")
+    return f"redis+socket://{parsed.path}" + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")

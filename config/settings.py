@@ -155,7 +155,7 @@ CHANNEL_LAYERS = {
 }
 
 # Celery: the broker is Redis; the database, not Redis, is the record of work.
-CELERY_BROKER_URL = env.get("CELERY_BROKER_URL") or REDIS_URL.replace("unix://", "redis+socket://")
+CELERY_BROKER_URL = env.get("CELERY_BROKER_URL") or env.celery_broker_url(REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

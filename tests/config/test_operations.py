@@ -90,3 +90,36 @@ def test_translations_compile_from_the_po_files():
     compile_messages()
     mo = settings.BASE_DIR / "locale" / "ja" / "LC_MESSAGES" / "django.mo"
     assert mo.exists() and mo.stat().st_size > 1000
+
+
+def test_celery_reaches_the_same_redis_database_as_everything_else_over_a_unix_socket(tmp_path):
+    """kombu reads a socket's database from `virtual_host`, not `?db=`: the broker of the
+    embedded Redis's database 3 is database 3, so processes on other databases never share
+    a queue (they did: every test process's tasks went to database 0)."""
+    import subprocess
+    import time as clock
+
+    import redis
+    from kombu import Connection
+
+    from config import env
+    from config.services import _redis_binary
+
+    socket_path = tmp_path / "redis.sock"
+    server = subprocess.Popen([_redis_binary(), "--port", "0", "--unixsocket", str(socket_path), "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        for _try in range(50):
+            if socket_path.exists():
+                break
+            clock.sleep(0.05)
+        url = env.redis_url_with_db(f"unix://{socket_path}", 3)
+        assert env.celery_broker_url(url) == f"redis+socket://{socket_path}?virtual_host=3"
+        assert env.celery_broker_url("redis://127.0.0.1:6379/4") == "redis://127.0.0.1:6379/4"
+        with Connection(env.celery_broker_url(url)) as broker:
+            broker.SimpleQueue("mimamori-probe").put({"n": 1})
+        assert redis.Redis.from_url(url).llen("mimamori-probe") == 1
+        assert redis.Redis.from_url(f"unix://{socket_path}?db=0").llen("mimamori-probe") == 0
+    finally:
+        server.kill()
+        server.wait()

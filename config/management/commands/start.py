@@ -136,6 +136,7 @@ class Command(BaseCommand):
             call_command("setup_platform")
         else:
             call_command("load_demo", banner=False)
+            call_command("load_demo_drill", verbosity=0)  # a past drill, for the report's comparison
         env = {**os.environ, "MIMAMORI_SITE_PORT": str(port), "PYTHONUNBUFFERED": "1"}
         python = sys.executable
         DATA_DIR.mkdir(parents=True, exist_ok=True)

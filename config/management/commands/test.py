@@ -35,13 +35,11 @@ class Command(BaseCommand):
 
 
 def parallel(args: list[str]) -> list[str]:
-    """pytest-xdist options: a process per core (at most 4), a file's tests together in one
+    """pytest-xdist options: a process per core (at least 2, at most 4), a file's tests together in one
     process (they share module fixtures: live servers, a browser). Each process has its own
     test database (pytest-django) and Redis database (config.settings). MIMAMORI_TEST_PROCESSES
     sets the number; 1, or -n/-p given by the caller, runs in one process."""
-    # One process unless asked: four tests that start Celery workers against Redis through a
-    # fault proxy (tests/outreach/test_faults.py, tests/config/test_outages.py) fail under xdist.
-    count = int(os.environ.get("MIMAMORI_TEST_PROCESSES") or 1)
+    count = int(os.environ.get("MIMAMORI_TEST_PROCESSES") or min(4, max(2, os.cpu_count() or 1)))
     if count <= 1 or any(a == "-n" or a.startswith(("-n", "--numprocesses", "--dist")) for a in args):
         return []
     return ["-n", str(count), "--dist", "loadfile"]

@@ -1,5 +1,5 @@
 """Give each demo tenant a drill from a month ago (outreach.demo), so the README's drill
-is read next to a previous one. Run after load_demo; running it again adds nothing."""
+is read next to a previous one. `start` runs it after load_demo; running it again adds nothing."""
 from django.core.management.base import BaseCommand
 
 from outreach.demo import do_load_demo_drill
@@ -15,11 +15,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("schemas", nargs="*", default=list(DEMO_SCHEMAS))
 
-    def handle(self, *args, schemas=(), **options):
+    def handle(self, *args, schemas=(), verbosity=1, **options):
+        say = self.stdout.write if verbosity else (lambda _text: None)
         for schema in schemas:
             if not Tenant.objects.filter(schema_name=schema).exists():
-                self.stdout.write(f"{schema}: no such tenant, skipped")
+                say(f"{schema}: no such tenant, skipped")
                 continue
             with tenant_scope(schema):
                 check = do_load_demo_drill()
-            self.stdout.write(f"{schema}: " + (f"past drill {check.pk} added" if check else "already there"))
+            say(f"{schema}: " + (f"past drill {check.pk} added" if check else "already there"))
