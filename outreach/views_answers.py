@@ -74,9 +74,11 @@ def answer_link(request, token: str):
             context.update(answered=True, answer_label=answers.answer_label(ask.kind, ask.answer),
                            late=ask.late, need_help=ask.answer == Answer.NEED_HELP)
         response = render(request, TEMPLATES + "link.html", context, status=status)
-    # Never cached by a shared proxy: the page says what this resident answered.
+    # Never cached by a shared proxy: the page says what this resident answered. Its referrer
+    # policy is the site's (same-origin): the token is never sent to another site, and the
+    # buttons' POST carries this page's Origin (under no-referrer a browser sends
+    # "Origin: null", which the CSRF check refuses).
     response["Cache-Control"] = "private, no-store"
-    response["Referrer-Policy"] = "no-referrer"
     return response
 
 

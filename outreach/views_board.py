@@ -164,7 +164,6 @@ def resident_notice(request, token: str):
             "open": board.answers_open(receipt.notice), "message": message, "page_language": translation.get_language(),
         }, status=status)
     response["Cache-Control"] = "private, no-store"
-    response["Referrer-Policy"] = "no-referrer"
     return response
 
 

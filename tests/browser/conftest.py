@@ -33,6 +33,24 @@ def browser():
         del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
+def off_the_loop(fn, *args):
+    """fn(*args) on a thread of its own, its database connection closed after: actions
+    publish live events through async_to_sync, which cannot run on this thread while
+    Playwright's event loop does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    def run():
+        try:
+            return fn(*args)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
+
+
 def new_phone(browser):
     """A phone-sized page, Japanese first like the people using it; close its context."""
     context = browser.new_context(viewport={"width": 390, "height": 844}, locale="ja-JP", is_mobile=True,

@@ -18,7 +18,7 @@ from outreach.actions import do_add_duty_shift, do_raise_concern
 from outreach.policies import do_save_policy
 from tenants.accounts.models import User
 from tenants.context import tenant_scope
-from tests.browser.conftest import AXE_TAGS, FAILING_IMPACTS, accessibility_problems
+from tests.browser.conftest import AXE_TAGS, FAILING_IMPACTS, accessibility_problems, off_the_loop
 from tests.conftest import HOST_A, HOST_B, PASSWORD, make_user
 from tests.watch.conftest import make_resident
 from watch import actions
@@ -36,23 +36,8 @@ LANGUAGES = {"ja-JP": "ja", "en-US": "en"}
 def town(live_server_url):
     """Tenant A with an area tree, people of every role that has pages, residents (one
     with a concern and a visit planned today), a policy and a shift; tenant B with only
-    its administrator (the empty tenant's first steps).
-
-    Built on another thread: actions publish live events through async_to_sync, which
-    cannot run on this thread while Playwright's event loop does."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(_build_town).result()
-
-
-def _build_town() -> dict:
-    from django.db import connection
-
-    try:
-        return _town()
-    finally:
-        connection.close()
+    its administrator (the empty tenant's first steps)."""
+    return off_the_loop(_town)
 
 
 def _town() -> dict:
