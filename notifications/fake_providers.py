@@ -221,8 +221,9 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/dialog/bot/accountLink":
             return self._account_link_dialog()
-        if path == "/_fake/":
-            return self._answer(200, self.fake.summary())
+        if path == "/_fake/":  # for a person reading it in the browser: Japanese as it is, indented
+            body = json.dumps(self.fake.summary(), ensure_ascii=False, indent=1).encode()
+            return self._answer(200, body, "application/json; charset=utf-8")
         account = self._twilio_account()
         if account is None:
             return self._answer(404, {"message": "not found"})

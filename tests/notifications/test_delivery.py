@@ -360,3 +360,19 @@ def test_the_sweep_runs_for_every_tenant_through_beat(volunteer_a):
     assert entry["task"] == "tenants.fan_out"
     assert entry["args"] == ("notifications.tasks.sweep_deliveries",)
     assert "notifications.tasks.sweep_deliveries" in app.tasks
+
+
+def test_the_fakes_summary_page_shows_what_it_received_as_a_person_reads_it(db, fake_providers):
+    """/_fake/ is what someone trying the demo opens in the browser: the SMS in Japanese."""
+    import requests
+
+    from notifications import delivery
+
+    with tenant_scope("tenant_a"):
+        sent = delivery.twilio_request(lambda client, sender: client.messages.create(
+            to="+819012345678", from_=sender, body="安否確認です。ご無事ですか？"))
+    assert sent.ok
+    page = requests.get(f"{fake_providers.url}/_fake/", timeout=5)
+    assert page.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert '"body": "安否確認です。ご無事ですか？"' in page.text
+    assert page.json()["sms"][-1]["to"] == "+819012345678"

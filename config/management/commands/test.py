@@ -38,9 +38,9 @@ def parallel(args: list[str]) -> list[str]:
     """pytest-xdist options: a process per core (at least 2, at most 4), a file's tests together in one
     process (they share module fixtures: live servers, a browser). Each process has its own
     test database (pytest-django) and Redis database (config.settings). MIMAMORI_TEST_PROCESSES
-    sets the number; 1, or -n/-p given by the caller, runs in one process."""
+    sets the number; 1, or -n / --dist / -p no:xdist given by the caller, runs in one process."""
     count = int(os.environ.get("MIMAMORI_TEST_PROCESSES") or min(4, max(2, os.cpu_count() or 1)))
-    if count <= 1 or any(a == "-n" or a.startswith(("-n", "--numprocesses", "--dist")) for a in args):
+    if count <= 1 or "no:xdist" in args or any(a.startswith(("-n", "--numprocesses", "--dist")) for a in args):
         return []
     return ["-n", str(count), "--dist", "loadfile"]
 

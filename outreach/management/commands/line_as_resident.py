@@ -1,4 +1,4 @@
-"""`python3.11 manage.py line_as_resident kyotanabe 山田 --say 元気です` (or `--tap fine`):
+"""`python3.11 manage.py line_as_resident kyotanabe 鈴木 --say 元気です` (or `--tap fine`):
 do what a resident does in LINE, for the demo: send the tenant's LINE webhook the signed
 event LINE would send for that resident's linked account (a text message, or a tap on an
 answer button under a question). The platform answers it as it would LINE's."""
