@@ -97,6 +97,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "watch.context_processors.disaster_sharing",
+                "outreach.context_processors.navigation",
             ],
         },
     },

@@ -13,7 +13,7 @@ class OutreachConfig(AppConfig):
         reply_received.connect(receivers.acknowledge_by_reply, dispatch_uid="outreach-ack-by-reply")
         answerable_kinds.add(replies.NOTIFICATION_KIND)
 
-        from outreach.views import resident_panel
+        from outreach import views, views_reach
         from watch.views import resident_panels
 
-        resident_panels.append(resident_panel)
+        resident_panels.extend([views.resident_panel, views_reach.resident_panel])

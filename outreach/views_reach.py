@@ -11,8 +11,9 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import path
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -185,3 +186,15 @@ urlpatterns = [
 resident_urlpatterns = [
     path("line-link/", line_link, name="line_link"),
 ]
+
+
+def resident_panel(request, resident) -> str:
+    """"How to reach" on a resident's page (registered with watch.views.resident_panels):
+    the channels questions go out on, and the link to change them, for those who may."""
+    try:
+        check_can_manage_residents(request.user)
+    except PermissionDenied:
+        return ""
+    return render_to_string("outreach/reach/resident_panel.html", {
+        "resident": resident, "effective": [REACH_CHANNELS[c] for c in channels_for(resident)],
+        "checkin": DailyCheckin.objects.filter(resident=resident, active=True).first()}, request=request)

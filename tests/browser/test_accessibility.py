@@ -93,6 +93,11 @@ def pages_of_the_administrator(town) -> list[tuple[str, str]]:
         ("concern", f"/outreach/concerns/{town['concern']}/"),
         ("notification centre", "/notifications/"),
         ("import", "/watch/import/"),
+        ("safety checks", "/outreach/safety/"),
+        ("new safety check", "/outreach/safety/new/"),
+        ("reaching a resident", f"/outreach/residents/{hanako}/reach/"),
+        ("notices", "/outreach/notices/"),
+        ("new notice", "/outreach/notices/new/"),
     ]
 
 

@@ -33,10 +33,12 @@ def test_the_menu_shows_what_the_role_may_use(tenant_a, admin_a, volunteer_a):
     client.sign_in(admin_a.username)
     menu = client.get("/notifications/").content.decode().split('data-testid="main-nav"')[1].split("</nav>")[0]
     assert "/accounts/users/" in menu and "Watch-over overview" in menu
+    assert "/outreach/safety/" in menu and "/outreach/notices/" in menu
     volunteer = TenantClient(HOST_A)
     volunteer.sign_in(volunteer_a.username)
     menu = volunteer.get("/notifications/").content.decode().split('data-testid="main-nav"')[1].split("</nav>")[0]
     assert "My residents" in menu and "/accounts/users/" not in menu and "Escalation policies" not in menu
+    assert "/outreach/safety/" not in menu and "/outreach/notices/" not in menu
 
 
 def test_a_missing_page_is_a_styled_404_in_japanese_and_in_english(tenant_a, staff_a):

@@ -11,6 +11,7 @@ from notifications.fake_providers import line_event
 from outreach.checkins import do_create_due_checkins, do_log_unanswered_checkins
 from outreach.models import Ask, DailyCheckin
 from tenants.context import tenant_scope
+from tests.conftest import HOST_A, TenantClient
 from tests.notifications.conftest import fake_providers  # noqa: F401 - the fixture
 from watch.models import Channel, ContactLog, Outcome, Resident, ResidentChange
 
@@ -142,6 +143,19 @@ def test_the_reach_page_shows_each_channel_with_its_address(staff_client, linked
     html = staff_client.get(f"/outreach/residents/{linked.pk}/reach/").content.decode()
     assert 'data-testid="address-line"' in html and "connected on" in html
     assert "+819012345678" in html
+
+
+def test_the_residents_page_says_how_they_are_asked_and_links_the_reach_page_for_staff_only(
+        staff_client, linked, volunteer_a):
+    with tenant_scope("tenant_a"):
+        agree(linked, "08:30")
+    html = staff_client.get(f"/watch/residents/{linked.pk}/").content.decode()
+    assert 'data-testid="resident-reach"' in html and "LINE → SMS" in html and "08:30" in html
+    assert f'href="/outreach/residents/{linked.pk}/reach/"' in html
+    volunteer = TenantClient(HOST_A)
+    volunteer.sign_in("volunteer-a")
+    page = volunteer.get(f"/watch/residents/{linked.pk}/")
+    assert page.status_code == 200 and 'data-testid="resident-reach"' not in page.content.decode()
 
 
 def test_staff_order_and_enable_the_channels(staff_client, linked):
