@@ -369,7 +369,7 @@ def send_line_events(webhook_url: str, events: list[dict], *, secret: str = LINE
 
 def line_event(kind: str, user_id: str, **fields) -> dict:
     """One webhook event as LINE writes it: "message" (text=...), "postback" (data=...),
-    "follow"."""
+    "follow", "unfollow"."""
     event = {"type": kind, "mode": "active", "timestamp": int(time.time() * 1000),
              "source": {"type": "user", "userId": user_id}, "webhookEventId": uuid.uuid4().hex.upper()[:26],
              "deliveryContext": {"isRedelivery": False}, "replyToken": uuid.uuid4().hex}
@@ -378,4 +378,6 @@ def line_event(kind: str, user_id: str, **fields) -> dict:
                             "quoteToken": "q"}
     elif kind == "postback":
         event["postback"] = {"data": fields["data"]}
+    elif kind == "unfollow":
+        del event["replyToken"]  # LINE gives no reply token for an unfollow
     return event

@@ -20,7 +20,7 @@ from notifications.models import Channel as NotificationChannel
 from notifications.models import ReceivedWebhookEvent
 from outreach import answers, board
 from outreach.models import Answer, Ask
-from outreach.reach import LinkResult, do_complete_link
+from outreach.reach import LinkResult, do_complete_link, do_unlink_line
 from tenants.context import absolute_url
 from watch.actions import do_log_contact
 from watch.models import Channel, Resident
@@ -36,10 +36,13 @@ def handle_line_event(sender, event, line_user_id: str, **kwargs) -> str | None:
         MessageEvent,
         PostbackEvent,
         TextMessageContent,
+        UnfollowEvent,
     )
 
     if isinstance(event, FollowEvent):
         handler = _follow
+    elif isinstance(event, UnfollowEvent):
+        handler = _unfollow
     elif isinstance(event, AccountLinkEvent):
         handler = _account_link
     elif isinstance(event, PostbackEvent):
@@ -92,6 +95,15 @@ def _follow(event, line_user_id: str, resident: Resident | None) -> str:
                                "again in a little while.")
     return text + "\n" + _("To connect this LINE account to the watch-over service, open this link and enter the "
                            "8-digit number on your sheet: %(url)s") % {"url": url}
+
+
+def _unfollow(event, line_user_id: str, resident: Resident | None) -> None:
+    """The resident blocked or removed the official account: LINE still accepts messages
+    to them and shows them nothing, so the account is unlinked (the resident's history
+    says so, by the platform) and questions go out on their other channels. Adding the
+    account again starts the link with a new code. No reply: LINE gives none to send."""
+    if resident is not None and do_unlink_line(actor=None, resident=resident):
+        logger.info("resident %s unfollowed the LINE official account: LINE unlinked", resident.pk)
 
 
 def _account_link(event, line_user_id: str, resident: Resident | None) -> str:

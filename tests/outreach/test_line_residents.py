@@ -187,3 +187,29 @@ def test_a_safety_check_and_a_checkin_open_together_are_both_answered_by_one_fin
     send(client_a, django_capture_on_commit_callbacks,
          [line_event("postback", RESIDENT_LINE, data="answer:safety:fine")])
     assert reload(safety).answer == Answer.FINE and reload(checkin).answer == Answer.FINE
+
+
+def test_a_resident_who_blocks_the_official_account_is_unlinked_and_asked_on_another_channel(
+    client_a, linked, resident_b, fake, django_capture_on_commit_callbacks
+):
+    """LINE accepts messages to a user who blocked the account and shows them nothing: the
+    unfollow event is the only sign. Tenant B's resident with the same LINE id keeps it."""
+    from watch.reach import channels_for
+
+    with tenant_scope("tenant_a"):
+        Resident.objects.filter(pk=linked.pk).update(mobile_phone="090-1234-5678")
+    with tenant_scope("tenant_b"):
+        Resident.objects.filter(pk=resident_b.pk).update(line_user_id=RESIDENT_LINE)
+    unfollow = line_event("unfollow", RESIDENT_LINE)
+    send(client_a, django_capture_on_commit_callbacks, [unfollow])
+    send(client_a, django_capture_on_commit_callbacks, [unfollow])  # redelivered: nothing more
+    send(client_a, django_capture_on_commit_callbacks, [line_event("unfollow", STRANGER)])
+    with tenant_scope("tenant_a"):
+        resident = Resident.objects.get(pk=linked.pk)
+        assert (resident.line_user_id, resident.line_linked_at) == ("", None)
+        assert channels_for(resident) == ["sms", "voice"]
+        [change] = resident.changes.filter(changes__has_key="line_linked_at")
+        assert change.actor is None and change.changes["line_linked_at"][1] is None
+    with tenant_scope("tenant_b"):
+        assert Resident.objects.get(pk=resident_b.pk).line_user_id == RESIDENT_LINE
+    assert fake.line_replies() == [] and fake.to("/v2/bot/message/push") == []
