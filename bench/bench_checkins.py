@@ -129,15 +129,11 @@ def run() -> list[Metric]:
                     states = dict(Counter(Ask.objects.filter(kind=Ask.Kind.CHECKIN).values_list("state", flat=True)))
                 seconds = last - started if reached == RESIDENTS else float("inf")
                 tally = fake.tally(line_users, numbers)
-                shown, texted, counts, limited = tally["shown"], tally["texted"], tally["counts"], tally["limited"]
-                twice, never = tally["twice"], tally["never"]
                 print(f"round {round_ + 1} (due {minute:%H:%M} UTC): {made} asks made by {made_at - started:.1f} s, "
                       f"{reached} of {RESIDENTS} reached in {seconds:.1f} s after the minute began (the LINE ones by "
-                      f"{line_last - started:.1f} s) "
-                      f"(worker CPU {celery['worker'].cpu_seconds() - cpu:.0f} s); LINE showed {len(shown)} users in "
-                      f"{counts.get('/v2/bot/message/multicast', 0)} multicasts, SMS to {len(texted)} numbers; "
-                      f"duplicates {twice}, never shown {never}, 429s {limited}; asks {states}", flush=True)
-                if twice or never or limited:
+                      f"{line_last - started:.1f} s) (worker CPU {celery['worker'].cpu_seconds() - cpu:.0f} s); "
+                      f"{tally['words']}; asks {states}", flush=True)
+                if not tally["clean"]:
                     print("!! duplicates, residents never shown, or 429s: the run does not count", flush=True)
                     seconds = float("inf")
                 times.append(seconds)

@@ -78,20 +78,16 @@ def run() -> list[Metric]:
                     seconds = last - started if reached == RESIDENTS else float("inf")
                     states = dict(Counter(Ask.objects.filter(safety_check=check).values_list("state", flat=True)))
                 tally = fake.tally(line_users, numbers)
-                shown, texted, counts, limited = tally["shown"], tally["texted"], tally["counts"], tally["limited"]
-                twice, never = tally["twice"], tally["never"]
                 print(f"round {round_ + 1}: {reached} of {RESIDENTS} reached in {seconds:.1f} s "
-                      f"(worker CPU {celery['worker'].cpu_seconds() - cpu:.0f} s); LINE showed {len(shown)} users "
-                      f"in {counts.get('/v2/bot/message/multicast', 0)} multicasts, SMS to {len(texted)} numbers; "
-                      f"duplicates {twice}, never shown {never}, 429s {limited}; asks {states}; "
+                      f"(worker CPU {celery['worker'].cpu_seconds() - cpu:.0f} s); {tally['words']}; asks {states}; "
                       f"seconds to 50/80/95%: {marks}", flush=True)
-                if twice or never or limited:
+                if not tally["clean"]:
                     print("!! duplicates, residents never shown, or 429s: the run does not count", flush=True)
                     seconds = float("inf")
                 times.append(seconds)
-                duplicates.append(twice)
-                throttled.append(limited)
-                missing.append(never)
+                duplicates.append(tally["twice"])
+                throttled.append(tally["limited"])
+                missing.append(tally["never"])
                 with tenant_scope(SCHEMA):
                     SafetyCheck.objects.filter(pk=check.pk).update(state=SafetyCheck.State.CLOSED)
                     SafetyCheck.objects.filter(pk=check.pk).delete()

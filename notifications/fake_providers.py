@@ -144,9 +144,12 @@ class FakeProviders:
             shown = Counter(user for user, _message in self.line_delivered)
             texted = Counter(m["to"] for m in self.sms_messages)
             counts, limited = dict(self.counts), self.rate_limited
-        return {"shown": shown, "texted": texted, "counts": counts, "limited": limited,
-                "twice": sum(n - 1 for n in [*shown.values(), *texted.values()] if n > 1),
-                "never": len(line_users - set(shown)) + len(numbers - set(texted))}
+        twice = sum(n - 1 for n in [*shown.values(), *texted.values()] if n > 1)
+        never = len(line_users - set(shown)) + len(numbers - set(texted))
+        words = (f"LINE showed {len(shown)} users in {counts.get('/v2/bot/message/multicast', 0)} multicasts, "
+                 f"SMS to {len(texted)} numbers; duplicates {twice}, never shown {never}, 429s {limited}")
+        return {"shown": shown, "texted": texted, "counts": counts, "limited": limited, "twice": twice,
+                "never": never, "clean": not (twice or never or limited), "words": words}
 
     def summary(self, last: int = 50) -> dict:
         """What the fake received, for a person trying the demo: counts, the latest SMS and
