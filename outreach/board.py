@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import re
+import smtplib
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -18,6 +19,7 @@ from datetime import date, datetime, time, timedelta
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage, get_connection
 from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
@@ -27,10 +29,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from notifications import credentials
-from notifications.delivery import line_multicast, tenant_time_zone
+from notifications.delivery import line_multicast, tenant_time_zone, timeout_seconds
+from notifications.mail import OutcomeUnknown
 from outreach.models import Notice, NoticeAttachment, NoticeReceipt
 from tenants.accounts.models import User
-from tenants.context import absolute_url
+from tenants.context import absolute_url, primary_domain
 from tenants.tasks import enqueue_on_commit
 from watch.access import area_scope, areas_for_user, residents_for_user
 from watch.actions import do_log_contact
@@ -51,6 +54,7 @@ LINE_LABEL_LIMIT = 20
 SEND_RETRY_SECONDS = 30
 SEND_ATTEMPTS = 5
 LINE_GIVE_UP = timedelta(hours=20)  # LINE forgets a retry key after 24 hours
+SENT_BY_TASK = ("line", "email")  # the receipts the send task delivers (the others are on paper)
 YES, NO = "yes", "no"
 ATTENDANCE = {YES: gettext_lazy("I will attend"), NO: gettext_lazy("I will not attend")}
 # What a tap under a notice on LINE sends: the same for every household, so one multicast
@@ -266,15 +270,16 @@ def content_for(notice: Notice, language: str) -> tuple[str, str]:
 def households_of(notice: Notice) -> list[NoticeReceipt]:
     """One unsaved receipt per household of the active residents in the notice's areas:
     on the household's first resident by id (a resident with no household key is a
-    household alone); by LINE to its first member with a linked account, else on paper."""
+    household alone); by LINE to its first member with a linked account, else by email to
+    its first member with an address, else on paper."""
     paths = list(notice.areas.values_list("path", flat=True))
     within = Q(pk__in=[])
     for path in paths:
         within |= Q(area__path__startswith=path)
     rows = (Resident.objects.filter(within, status=Resident.Status.ACTIVE).order_by("pk")
-            .values_list("pk", "area_id", "household_key", "line_user_id", "language"))
+            .values_list("pk", "area_id", "household_key", "line_user_id", "email", "language"))
     receipts: dict[str, NoticeReceipt] = {}
-    for pk, area_id, key, line_user_id, language in rows:
+    for pk, area_id, key, line_user_id, email, language in rows:
         household = key or f"resident:{pk}"
         receipt = receipts.get(household)
         if receipt is None:
@@ -283,20 +288,24 @@ def households_of(notice: Notice) -> list[NoticeReceipt]:
                 language=language_for(notice, language))
         if line_user_id and not receipt.line_user_id:
             receipt.line_user_id, receipt.language = line_user_id, language_for(notice, language)
+        if email and not receipt.email and not receipt.line_user_id:
+            receipt.email, receipt.language = email, language_for(notice, language)
     for receipt in receipts.values():
-        receipt.sent_via = "line" if receipt.line_user_id else "paper"
+        if receipt.line_user_id:
+            receipt.email = ""
+        receipt.sent_via = "line" if receipt.line_user_id else "email" if receipt.email else "paper"
     return list(receipts.values())
 
 
 def do_publish_notice(notice: Notice) -> int:
-    """Create the households' receipts (in bulk) and, after commit, send the LINE ones.
-    Publishing twice changes nothing. Returns the number of receipts created."""
+    """Create the households' receipts (in bulk) and, after commit, send the LINE and email
+    ones. Publishing twice changes nothing. Returns the number of receipts created."""
     with transaction.atomic():
         if not Notice.objects.filter(pk=notice.pk, published_at=None).update(published_at=timezone.now()):
             return 0
         receipts = households_of(notice)
         NoticeReceipt.objects.bulk_create(receipts, batch_size=2000, ignore_conflicts=True)
-        if any(r.sent_via == "line" for r in receipts):
+        if any(r.sent_via in SENT_BY_TASK for r in receipts):
             from outreach.tasks import send_notice
 
             enqueue_on_commit(send_notice, notice.pk)
@@ -337,15 +346,24 @@ def do_send_notice(notice_id: int) -> dict:
     """Send the notice's LINE receipts not yet sent, up to 500 a multicast per language;
     each batch is marked sent when LINE took it. A refusal puts its batch on paper; a
     transient failure stops the run (`retry`: run again later). Without LINE set up for
-    the tenant, every LINE receipt goes on paper."""
+    the tenant, every LINE receipt goes on paper. Then the email receipts (_send_emails)."""
     notice = Notice.objects.filter(pk=notice_id).first()
     result = {"sent": 0, "paper": 0, "retry": False}
     if notice is None:
         return result
+    _send_line(notice, result)
+    if not result["retry"]:
+        _send_emails(notice, result)
+    return result
+
+
+def _send_line(notice: Notice, result: dict) -> None:
     pending = NoticeReceipt.objects.filter(notice=notice, sent_via="line", sent_at=None)
+    if not pending.exists():
+        return
     if not credentials.current().line_ready:
-        result["paper"] = do_put_on_paper(notice.pk)
-        return result
+        result["paper"] += pending.update(sent_via="paper")
+        return
     for language in list(pending.order_by().values_list("language", flat=True).distinct()):
         while True:
             batch = list(pending.filter(language=language).order_by("pk")
@@ -361,28 +379,74 @@ def do_send_notice(notice_id: int) -> dict:
             elif answer.transient:
                 logger.warning("notice %s: LINE multicast failed (%s); retried later", notice.pk, answer.error)
                 result["retry"] = True
-                return result
+                return
             else:
                 logger.warning("notice %s: LINE refused a multicast (%s); on paper", notice.pk, answer.error)
                 result["paper"] += NoticeReceipt.objects.filter(pk__in=ids).update(sent_via="paper")
-    return result
+
+
+# Delivery by email ----------------------------------------------------------------------
+
+def email_message(receipt: NoticeReceipt, smtp=None) -> EmailMessage:
+    """The notice as an email to the household, in its language, with its own link (to the
+    attachments, the answer and the read receipt). Its Message-ID is fixed per receipt, so a
+    copy sent twice (SMTP has no idempotency) shows once in the household's mail program."""
+    notice = receipt.notice
+    title, body = content_for(notice, receipt.language)
+    with translation.override(page_language(receipt)):
+        subject = _("Circular board") + f": {title}"
+        tail = _("Open this link to read it with its attachments and to answer; the office then sees you have "
+                 "read it: %(url)s") % {"url": notice_url(receipt)}
+    domain = primary_domain(connection.schema_name) or "mimamori.invalid"
+    return EmailMessage(subject=subject, body=f"{title}\n\n{body}\n\n{tail}\n",
+                        from_email=credentials.current().email_from, to=[receipt.email],
+                        headers={"Message-ID": f"<notice-{notice.pk}-{receipt.pk}@{domain}>"}, connection=smtp)
+
+
+def _send_emails(notice: Notice, result: dict) -> None:
+    """Each email receipt not yet sent, over one SMTP connection, marked sent as it goes.
+    An address the server refuses puts that household on paper; a failure of the server
+    stops the run (`retry`)."""
+    pending = list(NoticeReceipt.objects.filter(notice=notice, sent_via="email", sent_at=None)
+                   .select_related("notice").order_by("pk"))
+    if not pending:
+        return
+    try:
+        with get_connection(timeout=timeout_seconds()) as smtp:
+            for receipt in pending:
+                try:
+                    email_message(receipt, smtp).send()
+                except OutcomeUnknown:  # the server has it, its answer was lost: never sent again
+                    logger.warning("notice %s: no answer to the email of receipt %s; taken as sent", notice.pk,
+                                   receipt.pk)
+                except smtplib.SMTPRecipientsRefused:
+                    logger.warning("notice %s: the address of receipt %s was refused; on paper", notice.pk, receipt.pk)
+                    result["paper"] += NoticeReceipt.objects.filter(pk=receipt.pk).update(sent_via="paper")
+                    continue
+                result["sent"] += NoticeReceipt.objects.filter(pk=receipt.pk, sent_at=None).update(
+                    sent_at=timezone.now())
+    except (smtplib.SMTPException, OSError) as exc:
+        logger.warning("notice %s: email failed (%s); retried later", notice.pk, exc)
+        result["retry"] = True
 
 
 def do_put_on_paper(notice_id: int) -> int:
-    """The LINE receipts LINE never took go on paper (after the last attempt)."""
-    return NoticeReceipt.objects.filter(notice_id=notice_id, sent_via="line", sent_at=None).update(sent_via="paper")
+    """The LINE and email receipts never sent go on paper (after the last attempt)."""
+    return NoticeReceipt.objects.filter(notice_id=notice_id, sent_via__in=SENT_BY_TASK, sent_at=None).update(
+        sent_via="paper")
 
 
-def notices_waiting_for_line(older_than: timedelta = timedelta(minutes=5)) -> list[int]:
-    """Notices published a while ago with LINE receipts not yet sent: their send task was
+def notices_waiting_to_send(older_than: timedelta = timedelta(minutes=5)) -> list[int]:
+    """Notices published a while ago with LINE or email receipts not yet sent: their send task was
     lost (a broker down at commit) or is waiting to retry. The sweep sends them again; a
     batch LINE took already answers 409 and is shown to nobody twice. LINE keeps a retry
     key for 24 hours only: after LINE_GIVE_UP, what is still waiting goes on paper."""
     now = timezone.now()
-    stale = NoticeReceipt.objects.filter(sent_via="line", sent_at=None, notice__published_at__lt=now - LINE_GIVE_UP)
+    stale = NoticeReceipt.objects.filter(sent_via__in=SENT_BY_TASK, sent_at=None,
+                                         notice__published_at__lt=now - LINE_GIVE_UP)
     if stale.update(sent_via="paper"):
-        logger.warning("LINE receipts waiting for %s put on paper", LINE_GIVE_UP)
-    return list(NoticeReceipt.objects.filter(sent_via="line", sent_at=None,
+        logger.warning("LINE and email receipts waiting for %s put on paper", LINE_GIVE_UP)
+    return list(NoticeReceipt.objects.filter(sent_via__in=SENT_BY_TASK, sent_at=None,
                                              notice__published_at__lt=now - older_than)
                 .order_by("notice_id").values_list("notice_id", flat=True).distinct()[:100])
 

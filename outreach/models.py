@@ -510,8 +510,10 @@ class NoticeReceipt(models.Model):
     area = models.ForeignKey(Area, on_delete=models.PROTECT, related_name="+")
     household_key = models.CharField(max_length=300, default="")
     # Where and in which language it went, fixed when published: the household's first
-    # linked LINE account ("" for paper), and the notice's language for it (outreach.board).
+    # linked LINE account, else its first email ("" for paper), and the notice's language
+    # for it (outreach.board).
     line_user_id = models.CharField(max_length=64, blank=True)
+    email = models.EmailField(blank=True)
     language = models.CharField(max_length=10, default="ja")
     sent_via = models.CharField(max_length=20, blank=True)  # line / email / paper / web
     sent_at = models.DateTimeField(null=True, blank=True)

@@ -44,7 +44,7 @@ def apply_answers() -> int:
 
 @tenant_task(acks_late=True)
 def send_notice(notice_id: int, attempt: int = 0) -> dict:
-    """Send a published notice's LINE receipts (outreach.board); each batch keeps its LINE
+    """Send a published notice's LINE and email receipts (outreach.board); each LINE batch keeps its
     retry key, so a run repeated after a lost answer shows it to nobody twice. A transient
     failure tries again later, SEND_ATTEMPTS times in all; then the rest goes on paper."""
     from django.db import connection
@@ -105,11 +105,11 @@ def rebuild_asking_wakeup() -> None:
 
 @tenant_task
 def send_waiting_notices() -> int:
-    """Periodic (beat, per tenant): send again the notices whose LINE receipts wait (their
-    task was lost); LINE's retry keys keep every household from seeing one twice."""
-    from outreach.board import do_send_notice, notices_waiting_for_line
+    """Periodic (beat, per tenant): send again the notices whose LINE or email receipts wait
+    (their task was lost); LINE's retry keys keep every household from seeing one twice."""
+    from outreach.board import do_send_notice, notices_waiting_to_send
 
-    notice_ids = notices_waiting_for_line()
+    notice_ids = notices_waiting_to_send()
     for notice_id in notice_ids:
         do_send_notice(notice_id)
     return len(notice_ids)

@@ -114,6 +114,9 @@ class Resident(models.Model):
     area = models.ForeignKey(Area, on_delete=models.PROTECT, related_name="residents", verbose_name=_("area"))
     phone = models.CharField(_("phone"), max_length=20, blank=True)
     mobile_phone = models.CharField(_("mobile phone"), max_length=20, blank=True)
+    # The household's email (the resident's, or a family member's): the circular board
+    # sends notices there when no one of the household has LINE (outreach.board).
+    email = models.EmailField(_("email"), blank=True)
     household = models.CharField(_("household"), max_length=20, choices=Household.choices,
                                  default=Household.LIVING_ALONE)
     needs_evacuation_support = models.BooleanField(_("needs help to evacuate"), default=False)

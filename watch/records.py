@@ -27,7 +27,7 @@ from watch.search import normalise
 
 # Every field of the record a person edits (the area, status and consent have their own actions).
 RECORD_FIELDS = ("name", "furigana", "external_id", "gender", "date_of_birth", "postal_code", "address", "phone",
-                 "mobile_phone", "household", "needs_evacuation_support", "risk", "visit_notes", "care_level",
+                 "mobile_phone", "email", "household", "needs_evacuation_support", "risk", "visit_notes", "care_level",
                  "health_notes")
 NOTE_FIELDS = ("visit_notes", "health_notes")
 PHONE_FIELDS = ("phone", "mobile_phone")

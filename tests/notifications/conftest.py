@@ -92,7 +92,7 @@ class FakeSMTP:
     """A small SMTP server (socketserver, a thread per connection) that records every
     message it accepted, at the end of DATA, before it answers. `late(n, seconds)`: the
     next n messages are answered 250 only after `seconds` (accepted, answered late);
-    `refuse(n, code)`: the next n MAIL commands are answered `code`."""
+    `refuse(n, code, command)`: the next n MAIL (or RCPT) commands are answered `code`."""
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -104,8 +104,9 @@ class FakeSMTP:
     def late(self, count: int, seconds: float) -> None:
         self.rules.append(Rule("slow", count, seconds=seconds, path="DATA"))
 
-    def refuse(self, count: int, code: int = 451) -> None:
-        self.rules.append(Rule("fail", count, status=code, path="MAIL"))
+    def refuse(self, count: int, code: int = 451, command: str = "MAIL") -> None:
+        """The next `count` `command`s (MAIL: the whole message; RCPT: its recipient) get `code`."""
+        self.rules.append(Rule("fail", count, status=code, path=command))
 
     def _rule_for(self, command: str) -> Rule | None:
         with self.lock:
@@ -138,7 +139,10 @@ class SMTPHandler(socketserver.StreamRequestHandler):
             elif verb == "MAIL":
                 rule = self.fake._rule_for("MAIL")
                 self.reply(f"{rule.status} try again later" if rule else "250 OK")
-            elif verb in ("RCPT", "RSET", "NOOP"):
+            elif verb == "RCPT":
+                rule = self.fake._rule_for("RCPT")
+                self.reply(f"{rule.status} no such user" if rule else "250 OK")
+            elif verb in ("RSET", "NOOP"):
                 self.reply("250 OK")
             elif verb == "DATA":
                 self.reply("354 End data with <CR><LF>.<CR><LF>")

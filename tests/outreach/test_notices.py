@@ -3,6 +3,7 @@ household, LINE delivery through the fake LINE server (once, even when a batch i
 again), reading by the household's link as a sign of life, attendance and votes, the
 officer's tallies within what they may see, and isolation from tenant B."""
 from datetime import timedelta
+from email.header import decode_header, make_header
 from http import HTTPStatus
 
 import pytest
@@ -223,6 +224,84 @@ def test_without_line_set_up_the_line_households_go_on_paper(town, officer, area
         notice = post(officer, [areas_a["block"]])
     assert receipt(notice, town["sato_1"]).sent_via == "paper"
 
+
+
+@pytest.fixture
+def smtp(settings):
+    """The fake SMTP server, and Django's mail pointed at it through the platform's backend."""
+    from tests.notifications.conftest import serve_fake_smtp
+
+    fakes = serve_fake_smtp()
+    fake = next(fakes)
+    settings.EMAIL_BACKEND = "notifications.mail.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = fake.host, fake.port
+    yield fake
+    fakes.close()
+
+
+def test_a_household_without_line_gets_the_notice_by_email_once_with_its_own_link(
+        town, officer, areas_a, smtp, client_a, fake_providers, django_capture_on_commit_callbacks):  # noqa: F811
+    from outreach.tasks import send_notice
+
+    with tenant_scope("tenant_a"):
+        Resident.objects.filter(pk=town["hanako"].pk).update(email="hanako-family@example.jp")
+        Resident.objects.filter(pk=town["sato_1"].pk).update(email="sato@example.jp")  # the 佐藤 have LINE
+    with django_capture_on_commit_callbacks(execute=True):
+        notice = post(officer, [areas_a["block"]])
+    [message] = smtp.messages
+    subject = str(make_header(decode_header(message["Subject"])))
+    assert message["To"] == "hanako-family@example.jp" and subject == "電子回覧板: 夏祭りのお知らせ"
+    assert message["Message-ID"] == f"<notice-{notice.pk}-{receipt(notice, town['hanako']).pk}@{HOST_A}>"
+    text = message.get_payload(decode=True).decode()
+    assert "8月1日に公園で夏祭りを行います。" in text
+    hanako = receipt(notice, town["hanako"])
+    assert (hanako.sent_via, hanako.email, receipt(notice, town["sato_1"]).sent_via) == (
+        "email", "hanako-family@example.jp", "line")
+    assert hanako.sent_at is not None and len(fake_providers.shown_to("U" + "2" * 32)) == 1
+    send_notice.delay("tenant_a", notice.pk)  # a second run sends nothing again
+    assert len(smtp.messages) == 1
+    # The link in the email is the household's: opening it marks the notice read.
+    link = text.split(HOST_A, 1)[1].split()[0]
+    assert client_a.get(link).status_code == HTTPStatus.OK
+    assert receipt(notice, town["hanako"]).read_at is not None
+
+
+def test_an_address_the_mail_server_refuses_goes_on_paper_and_a_server_failure_is_tried_again(
+        town, officer, areas_a, smtp, django_capture_on_commit_callbacks):
+    from outreach.tasks import send_notice
+
+    with tenant_scope("tenant_a"):
+        Resident.objects.filter(pk=town["hanako"].pk).update(email="hanako-family@example.jp")
+        Resident.objects.filter(pk=town["suzuki"].pk).update(email="nobody@example.jp")
+    smtp.refuse(1, 451)  # the server cannot take mail for now
+    notice = post(officer, [areas_a["block"]])  # its task's callbacks dropped: run by hand below
+    # The last attempt: both on paper (and the 佐藤 too: LINE is not set up in this test).
+    assert send_notice.delay("tenant_a", notice.pk, 4).get()["paper"] == 3
+    assert smtp.messages == []
+    with tenant_scope("tenant_a"):
+        NoticeReceipt.objects.filter(notice=notice, resident__in=[town["hanako"], town["suzuki"]]).update(
+            sent_via="email")
+    smtp.refuse(1, 550, command="RCPT")  # 花子's address (the first receipt) does not exist
+    result = send_notice.delay("tenant_a", notice.pk).get()
+    assert (result["sent"], result["paper"], result["retry"]) == (1, 1, False)
+    assert receipt(notice, town["hanako"]).sent_via == "paper"
+    assert [m["To"] for m in smtp.messages] == ["nobody@example.jp"]
+
+
+def test_a_residents_email_that_is_not_one_is_refused_in_both_languages_and_nothing_is_saved(
+        hanako, staff_a, client_a):
+    from tests.conftest import TenantClient
+
+    for language, words in (("en", "Enter a valid email address."), ("ja", "有効なメールアドレスを入力してください。")):
+        client = TenantClient(HOST_A, language=language)
+        client.sign_in("staff-a")
+        page = client.get(f"/watch/residents/{hanako.pk}/edit/")
+        assert page.status_code == HTTPStatus.OK
+        form_data = {k: v for k, v in page.context["form"].initial.items() if v is not None}
+        response = client.post(f"/watch/residents/{hanako.pk}/edit/", {**form_data, "email": "hanako@"})
+        assert response.status_code == HTTPStatus.BAD_REQUEST and words in response.content.decode()
+    with tenant_scope("tenant_a"):
+        assert Resident.objects.get(pk=hanako.pk).email == ""
 
 # Reading and answering ----------------------------------------------------------------
 
