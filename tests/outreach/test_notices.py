@@ -240,9 +240,12 @@ def smtp(settings):
 
 
 def test_a_household_without_line_gets_the_notice_by_email_once_with_its_own_link(
-        town, officer, areas_a, smtp, client_a, fake_providers, django_capture_on_commit_callbacks):  # noqa: F811
+        town, officer, areas_a, smtp, client_a, fake_providers, resident_b,  # noqa: F811
+        django_capture_on_commit_callbacks):
     from outreach.tasks import send_notice
 
+    with tenant_scope("tenant_b"):  # another municipality's household gets nothing of tenant A's board
+        Resident.objects.filter(pk=resident_b.pk).update(email="tenant-b-family@example.jp")
     with tenant_scope("tenant_a"):
         Resident.objects.filter(pk=town["hanako"].pk).update(email="hanako-family@example.jp")
         Resident.objects.filter(pk=town["sato_1"].pk).update(email="sato@example.jp")  # the 佐藤 have LINE
