@@ -3,7 +3,7 @@ drill for the whole city; residents answer from their watch-over button, from LI
 signed webhook event, as LINE sends it, acknowledged through the fake LINE server) and
 from the link in their SMS on a phone; the progress page moves on its own as each answer
 arrives; staff close the drill and read the report beside the previous drill. A household
-then reads a notice of the circular board and answers it on a phone.
+then reads a notice of the circular board from the email it got and answers it on a phone.
 
 Real Chromium matters here: it sends the Origin of a form's POST (and `Origin: null` under
 a no-referrer policy, which the CSRF check refuses), which Django's test client never
@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from django.core import mail
 from playwright.sync_api import expect
 
 from notifications.fake_providers import line_event, send_line_events
@@ -143,12 +144,16 @@ def _post_notice(household):
         return receipt, board.receipt_token(receipt)
 
 
-def test_a_household_reads_a_notice_and_answers_it_on_a_phone(browser, live_server_url, demo, journey):
+def test_a_household_reads_a_notice_from_its_email_and_answers_it_on_a_phone(browser, live_server_url, demo,
+                                                                             journey):
     base = live_server_url(HOST_A)
     household = demo["residents"][1]
-    receipt, token = off_the_loop(_post_notice, household)
+    receipt, _token = off_the_loop(_post_notice, household)
+    # 髙橋 茂's household has no LINE: the notice went to his daughter's email, with its own link.
+    [message] = [m for m in mail.outbox if m.to == ["takahashi-megumi@example.jp"]]
+    link = urlsplit(re.search(r"https?://\S+/r/n/\S+/", message.body).group(0))
     phone = new_phone(browser)
-    phone.goto(f"{base}/r/n/{token}/")
+    phone.goto(base + link.path)
     expect(phone.get_by_role("heading", name="防災訓練のお知らせ")).to_be_visible()
     journey.step(phone, "notice")
     phone.get_by_role("button", name="出席します").click()
@@ -156,5 +161,5 @@ def test_a_household_reads_a_notice_and_answers_it_on_a_phone(browser, live_serv
     journey.step(phone, "notice-answered")
     with tenant_scope("tenant_a"):
         receipt.refresh_from_db()
-        assert receipt.response == "yes" and receipt.read_at is not None
+        assert (receipt.sent_via, receipt.response) == ("email", "yes") and receipt.read_at is not None
     phone.context.close()

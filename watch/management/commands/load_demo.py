@@ -52,6 +52,9 @@ DEMO_CONTACTS = {
 }
 
 
+DEMO_EMAILS = {"kyotanabe": {"2": "takahashi-megumi@example.jp"}}  # 髙橋 茂's daughter
+
+
 def load_demo_residents(schema: str) -> str | None:
     """The tenant's demo residents (watch/demo/<schema>.csv, a municipality's own list),
     and a team such that every step of the default and urgent escalations reaches
@@ -89,6 +92,9 @@ def load_demo_residents(schema: str) -> str | None:
             do_log_contact(actor=team["volunteer"] if channel == "visit" else team["caseworker"], resident=resident,
                            occurred_at=timezone.now() - timedelta(days=days_ago, hours=3), channel=channel,
                            outcome=outcome, note=note)
+    # A family's email (the circular board sends there when the household has no LINE).
+    for external_id, email in DEMO_EMAILS.get(schema, {}).items():
+        Resident.objects.filter(external_id=external_id).update(email=email)
     first = Resident.objects.order_by("pk").first()
     _device, token = do_register_device(actor=admin, resident=first, kind="button", name="玄関の見守りボタン")
     link_demo_line_accounts(schema)
