@@ -196,6 +196,12 @@ class Breaker:
 BREAKER = Breaker()
 
 
+def message_id(local: str, domain: str | None = None) -> str:
+    """A fixed Message-ID for an email of this tenant (`local` names what it is about), on
+    the tenant's primary domain: a copy sent twice shows once in a mail program."""
+    return f"<{local}@{domain or primary_domain(connection.schema_name) or 'mimamori.invalid'}>"
+
+
 class EmailProvider(Provider):
     """Email through Django's mail (notifications.mail.EmailBackend for SMTP). SMTP has no
     idempotency: an email whose answer was lost after DATA is never sent again (the run
@@ -215,7 +221,7 @@ class EmailProvider(Provider):
 
     @staticmethod
     def message_id(notification: Notification) -> str:
-        return f"<{notification_key(notification)}@{primary_domain(connection.schema_name) or 'mimamori.invalid'}>"
+        return message_id(notification_key(notification))
 
     def send(self, notification, preference):
         with translation.override(settings.LANGUAGE_CODE):

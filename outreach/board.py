@@ -29,7 +29,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from notifications import credentials
-from notifications.delivery import line_multicast, tenant_time_zone, timeout_seconds
+from notifications.delivery import line_multicast, message_id, tenant_time_zone, timeout_seconds
 from notifications.mail import OutcomeUnknown
 from outreach.models import Notice, NoticeAttachment, NoticeReceipt
 from tenants.accounts.models import User
@@ -387,20 +387,20 @@ def _send_line(notice: Notice, result: dict) -> None:
 
 # Delivery by email ----------------------------------------------------------------------
 
-def email_message(receipt: NoticeReceipt, smtp=None) -> EmailMessage:
+def email_message(receipt: NoticeReceipt, smtp=None, *, sender: str, domain: str | None) -> EmailMessage:
     """The notice as an email to the household, in its language, with its own link (to the
-    attachments, the answer and the read receipt). Its Message-ID is fixed per receipt, so a
-    copy sent twice (SMTP has no idempotency) shows once in the household's mail program."""
+    attachments, the answer and the read receipt), from `sender`. Its Message-ID is fixed per
+    receipt, so a copy sent twice (SMTP has no idempotency) shows once in the household's
+    mail program."""
     notice = receipt.notice
     title, body = content_for(notice, receipt.language)
     with translation.override(page_language(receipt)):
         subject = _("Circular board") + f": {title}"
         tail = _("Open this link to read it with its attachments and to answer; the office then sees you have "
                  "read it: %(url)s") % {"url": notice_url(receipt)}
-    domain = primary_domain(connection.schema_name) or "mimamori.invalid"
-    return EmailMessage(subject=subject, body=f"{title}\n\n{body}\n\n{tail}\n",
-                        from_email=credentials.current().email_from, to=[receipt.email],
-                        headers={"Message-ID": f"<notice-{notice.pk}-{receipt.pk}@{domain}>"}, connection=smtp)
+    return EmailMessage(subject=subject, body=f"{title}\n\n{body}\n\n{tail}\n", from_email=sender,
+                        to=[receipt.email], connection=smtp,
+                        headers={"Message-ID": message_id(f"notice-{notice.pk}-{receipt.pk}", domain)})
 
 
 def _send_emails(notice: Notice, result: dict) -> None:
@@ -411,11 +411,12 @@ def _send_emails(notice: Notice, result: dict) -> None:
                    .select_related("notice").order_by("pk"))
     if not pending:
         return
+    sender, domain = credentials.current().email_from, primary_domain(connection.schema_name)
     try:
         with get_connection(timeout=timeout_seconds()) as smtp:
             for receipt in pending:
                 try:
-                    email_message(receipt, smtp).send()
+                    email_message(receipt, smtp, sender=sender, domain=domain).send()
                 except OutcomeUnknown:  # the server has it, its answer was lost: never sent again
                     logger.warning("notice %s: no answer to the email of receipt %s; taken as sent", notice.pk,
                                    receipt.pk)

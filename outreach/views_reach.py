@@ -59,6 +59,11 @@ def _channels_from_form(post) -> list[str]:
     return [channel for *_rank, channel in sorted(ranked)]
 
 
+def asked_on(resident) -> list[str]:
+    """The names of the channels questions go out on, in order (watch.reach.channels_for)."""
+    return [REACH_CHANNELS[c] for c in channels_for(resident)]
+
+
 def _reach_page(request, resident, *, channel_errors=None, checkin_form=None, chosen=None, failed=False):
     order = chosen if chosen is not None else list(resident.reach_channels or DEFAULT_ORDER)
     rows = [{"value": value, "label": label, "address": address_of(resident, value),
@@ -72,7 +77,7 @@ def _reach_page(request, resident, *, channel_errors=None, checkin_form=None, ch
     return render(request, "outreach/reach/page.html", {
         "resident": resident, "rows": rows, "slots": range(1, len(REACH_CHANNELS) + 1),
         "channel_errors": channel_errors or [], "checkin_form": checkin_form, "checkin": row,
-        "effective": [REACH_CHANNELS[c] for c in channels_for(resident)],
+        "effective": asked_on(resident),
         "line_ready": bool(settings.LINE_ADD_FRIEND_URL),
     }, status=HTTPStatus.BAD_REQUEST if failed else HTTPStatus.OK)
 
@@ -196,5 +201,5 @@ def resident_panel(request, resident) -> str:
     except PermissionDenied:
         return ""
     return render_to_string("outreach/reach/resident_panel.html", {
-        "resident": resident, "effective": [REACH_CHANNELS[c] for c in channels_for(resident)],
+        "resident": resident, "effective": asked_on(resident),
         "checkin": DailyCheckin.objects.filter(resident=resident, active=True).first()}, request=request)

@@ -16,6 +16,7 @@ anything invalid or not visible) is handed to Django unchanged, which holds the 
 rules and gives the full error messages. tests/watch/test_edge.py checks both paths
 leave the same rows.
 """
+import abc
 import asyncio
 import functools
 import json
@@ -385,7 +386,7 @@ def _session_auth_hash(password: str) -> str:
     return User(password=password).get_session_auth_hash()
 
 
-class StatementBatches:
+class StatementBatches(abc.ABC):
     """Requests of one event loop, in batches: while fewer than IN_FLIGHT statements run, a
     request goes at once; otherwise it waits and goes with every other one that arrived
     meanwhile (at most MAX_BATCH). Under load a batch grows instead of the queue for
@@ -418,8 +419,9 @@ class StatementBatches:
         if self.waiting and len(self.running) < self.IN_FLIGHT:
             self._start()
 
+    @abc.abstractmethod
     async def _run(self, batch: list[tuple]) -> None:
-        raise NotImplementedError
+        """Run one batch; set every item's future (the last element of the item)."""
 
 
 class _HeartbeatBatches(StatementBatches):
